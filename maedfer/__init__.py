@@ -1,0 +1,25 @@
+"""maedfer: self-supervised facial-affect learning (MAE-DFER, SVFAP, HiCMAE and VideoMAE) in one PyTorch toolkit."""
+
+from .registry import create_model, is_model, list_models, model_entry, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "create_model",
+    "is_model",
+    "list_models",
+    "load_checkpoint",
+    "model_entry",
+    "register_model",
+    "save_checkpoint",
+]
+
+
+def __getattr__(name: str):
+    # Checkpoint helpers are imported lazily so `import maedfer` stays light.
+    if name in ("load_checkpoint", "save_checkpoint", "save_safetensors", "read_checkpoint"):
+        from . import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module 'maedfer' has no attribute {name!r}")

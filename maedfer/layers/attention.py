@@ -1,0 +1,187 @@
+"""The one multi-head attention module used by every maedfer encoder and decoder.
+
+It covers self-attention and cross-attention (``context=...``) and stores its projection weights in either of the two
+parameter layouts found in the released MAE-DFER / SVFAP / HiCMAE checkpoints, so those files load with unchanged key
+names:
+
+* ``"fused"``: one ``qkv.weight`` of shape ``[3 * inner, dim]`` (self-attention only; ``attn.*`` keys of a ViT block);
+* ``"split"``: ``q.weight [inner, dim]`` and ``kv.weight [2 * inner, context_dim]`` (self- or cross-attention; the
+  LGI-Former, TPSBT cross blocks and HiCMAE fusion layers).
+
+Biases follow the official scheme: with ``qkv_bias=True`` there are learned ``q_bias`` and ``v_bias`` vectors, and the key
+projection never has a bias.
+
+The attention product itself runs through :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory
+efficient kernels on GPU). A manual path computes the softmax explicitly: it is used when fused attention is switched off
+(for FLOP counting with tools that cannot see SDPA, or to compare against the reference maths) and whenever attention maps
+are requested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Attention", "fused_attention_enabled", "set_fused_attention", "use_fused_attention"]
+
+_FUSED_ATTENTION = os.environ.get("MAEDFER_FUSED_ATTN", "1") not in ("0", "false", "False")
+
+
+def fused_attention_enabled() -> bool:
+    """Whether new and existing :class:`Attention` modules use SDPA (unless overridden per module)."""
+    return _FUSED_ATTENTION
+
+
+def set_fused_attention(enabled: bool) -> None:
+    """Globally switch between the fused SDPA path and the manual softmax path.
+
+    Args:
+        enabled: ``True`` for :func:`F.scaled_dot_product_attention`, ``False`` for explicit ``softmax(q k^T) v``.
+    """
+    global _FUSED_ATTENTION
+    _FUSED_ATTENTION = bool(enabled)
+
+
+@contextlib.contextmanager
+def use_fused_attention(enabled: bool) -> Iterator[None]:
+    """Context manager form of :func:`set_fused_attention`; restores the previous setting on exit."""
+    previous = _FUSED_ATTENTION
+    set_fused_attention(enabled)
+    try:
+        yield
+    finally:
+        set_fused_attention(previous)
+
+
+class Attention(nn.Module):
+    """Multi-head (self or cross) attention with the official q/v-bias scheme.
+
+    Args:
+        dim: Width of the query tokens (and of the output).
+        num_heads: Number of heads.
+        qkv_bias: Learn ``q_bias`` and ``v_bias`` (the key projection never has a bias).
+        qk_scale: Logit scale; defaults to ``head_dim ** -0.5``.
+        attn_drop: Dropout on the attention weights (training only).
+        proj_drop: Dropout after the output projection.
+        head_dim: Per-head width; defaults to ``dim // num_heads``.
+        context_dim: Width of the context tokens for cross-attention (``"split"`` layout only); defaults to ``dim``.
+        layout: ``"fused"`` (``qkv.weight``) or ``"split"`` (``q.weight`` + ``kv.weight``).
+
+    Attributes:
+        fused_attn: ``None`` follows the global switch (:func:`set_fused_attention`); ``True``/``False`` pins this
+            module to the SDPA or the manual path.
+        keep_attention: When ``True`` the module always takes the manual path and stores the last attention weights,
+            shape ``(B, heads, N_query, N_context)``, in :attr:`last_attention` (for visualisation).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        head_dim: int | None = None,
+        context_dim: int | None = None,
+        layout: Literal["fused", "split"] = "fused",
+    ) -> None:
+        super().__init__()
+        if layout not in ("fused", "split"):
+            raise ValueError(f"Attention layout must be 'fused' or 'split', got {layout!r}")
+        if layout == "fused" and context_dim not in (None, dim):
+            raise ValueError("the 'fused' qkv layout is self-attention only; use layout='split' for a context width")
+        if head_dim is None:
+            if dim % num_heads:
+                raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+            head_dim = dim // num_heads
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.layout = layout
+        inner = head_dim * num_heads
+        self.scale = qk_scale or head_dim**-0.5
+        if layout == "fused":
+            self.qkv = nn.Linear(dim, inner * 3, bias=False)
+        else:
+            self.q = nn.Linear(dim, inner, bias=False)
+            self.kv = nn.Linear(context_dim or dim, inner * 2, bias=False)
+        if qkv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(inner))
+            self.v_bias = nn.Parameter(torch.zeros(inner))
+        else:
+            self.register_parameter("q_bias", None)
+            self.register_parameter("v_bias", None)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(inner, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.fused_attn: bool | None = None
+        self.keep_attention = False
+        self.last_attention: torch.Tensor | None = None
+
+    def _split_heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        """``(B, N, parts * H * hd)`` -> ``parts`` tensors of shape ``(B, H, N, hd)``."""
+        batch, length, _ = x.shape
+        x = x.reshape(batch, length, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return x.unbind(0)
+
+    def project_qkv(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project tokens to per-head queries, keys and values.
+
+        Args:
+            x: Query tokens ``(B, N, dim)``.
+            context: Key/value tokens ``(B, M, context_dim)``; ``None`` for self-attention.
+
+        Returns:
+            ``q (B, H, N, hd)``, ``k (B, H, M, hd)``, ``v (B, H, M, hd)``.
+        """
+        if self.layout == "fused":
+            if context is not None:
+                raise ValueError("a 'fused' layout Attention cannot take a context (cross-attention)")
+            bias = None
+            if self.q_bias is not None:
+                bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+            return self._split_heads(F.linear(x, self.qkv.weight, bias), 3)  # type: ignore[return-value]
+        kv_bias = None
+        if self.v_bias is not None:
+            kv_bias = torch.cat((torch.zeros_like(self.v_bias), self.v_bias))
+        (q,) = self._split_heads(F.linear(x, self.q.weight, self.q_bias), 1)
+        k, v = self._split_heads(F.linear(x if context is None else context, self.kv.weight, kv_bias), 2)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend from ``x`` to ``context`` (or to ``x`` itself).
+
+        Args:
+            x: Query tokens ``(B, N, dim)``.
+            context: Key/value tokens ``(B, M, context_dim)``, or ``None`` for self-attention.
+
+        Returns:
+            ``(B, N, dim)``.
+        """
+        q, k, v = self.project_qkv(x, context)
+        dropout = self.attn_drop if self.training else 0.0
+        fused = _FUSED_ATTENTION if self.fused_attn is None else self.fused_attn
+        if fused and not self.keep_attention:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        else:
+            weights = (q * self.scale) @ k.transpose(-2, -1)
+            weights = weights.softmax(dim=-1)
+            if self.keep_attention:
+                self.last_attention = weights.detach()
+            if dropout > 0.0:
+                weights = F.dropout(weights, p=dropout)
+            out = weights @ v
+        out = out.transpose(1, 2).flatten(2)
+        return self.proj_drop(self.proj(out))
+
+    def extra_repr(self) -> str:
+        return f"heads={self.num_heads}, head_dim={self.head_dim}, layout={self.layout}"

@@ -1,0 +1,8 @@
+"""Encoders, decoders and registered model configurations."""
+
+from .decoder import MAEDecoder
+from .encoder import EncoderOutput, VideoEncoder, VideoViT
+from .lgi_former import LGIBlock, LGIFormer
+from .mae import MaskedVideoAutoencoder
+
+__all__ = ["EncoderOutput", "LGIBlock", "LGIFormer", "MAEDecoder", "MaskedVideoAutoencoder", "VideoEncoder", "VideoViT"]

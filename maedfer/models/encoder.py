@@ -1,0 +1,337 @@
+"""Video token encoders: the shared base class and the plain space-time ViT (VideoMAE).
+
+One encoder class serves both uses:
+
+* **fine-tuning / inference**: ``model(video)`` embeds every token, runs the blocks, pools, and applies ``fc_norm`` and
+  the classification (or regression) head;
+* **masked pre-training**: :meth:`VideoEncoder.forward_encoder` with a ``mask`` runs the blocks on the visible tokens
+  only and returns them together with their raster positions (see :class:`EncoderOutput`), which is what the MAE decoder
+  needs. Pre-training encoders are built with ``global_pool=""`` (final LayerNorm on the tokens, no head).
+
+Parameter names follow the released checkpoints (``patch_embed.proj``, ``blocks.{i}``, ``norm``, ``fc_norm``, ``head``),
+so official files load with unchanged keys.
+
+References:
+    Tong et al., "VideoMAE: Masked Autoencoders are Data-Efficient Learners for Self-Supervised Video Pre-Training",
+    NeurIPS 2022.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..layers import Block, TubeletEmbed, drop_path_rates, sinusoid_table_1d
+
+__all__ = ["EncoderOutput", "VideoEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_weights_trunc_normal"]
+
+GlobalPool = Literal["mean", "token", ""]
+
+HEAD_ACTIVATIONS: dict[str | None, type[nn.Module]] = {
+    None: nn.Identity,
+    "none": nn.Identity,
+    "sigmoid": nn.Sigmoid,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+}
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder returns before pooling.
+
+    Attributes:
+        tokens: Patch tokens after the final norm, ``(B, N, C)``; ``N`` is every token, or the visible ones when a
+            mask was given. Their order is encoder specific (raster for the ViT, region-major for the LGI-Former).
+        positions: Raster index (``(t * H' + h) * W' + w``) of each row of ``tokens``, ``(B, N)`` int64.
+        summary_tokens: Extra learned tokens after the final norm, e.g. the LGI-Former messenger tokens ``(B, M, C)``;
+            ``None`` for encoders without them.
+    """
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    summary_tokens: torch.Tensor | None = None
+
+
+def init_weights_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
+    """Fine-tuning initialisation: truncated-normal Linear weights (cut-offs at +/-2), zero biases, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=std, a=-2.0, b=2.0)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class VideoEncoder(nn.Module):
+    """Base class of every video encoder: tubelet embedding, fixed position table, blocks, norm, pooling and head.
+
+    Subclasses build ``self.blocks`` and implement :meth:`encode_tokens`; pooling can be customised through
+    :meth:`pool_tokens`.
+
+    Args:
+        img_size: Frame height and width.
+        patch_size: Spatial patch size.
+        num_frames: Frames per clip T.
+        tubelet_size: Frames per token.
+        in_chans: Input channels.
+        embed_dim: Token width C.
+        num_classes: Head outputs K; 0 leaves ``head`` as Identity.
+        global_pool: ``"mean"``: mean over tokens, then ``fc_norm`` (LayerNorm) and no final token norm; ``"token"``:
+            final LayerNorm and the first pooled token; ``""``: final LayerNorm on the tokens, no pooling (pre-training).
+        drop_rate: Dropout after the position embedding and inside the blocks.
+        head_activation: ``None``, ``"sigmoid"``, ``"relu"`` or ``"tanh"`` after the head (regression).
+        init_scale: Multiplier applied to the initial head weight and bias (the official recipes use 0.001).
+        learnable_pos_embed: Learn a ``pos_embed`` parameter ``(1, N, C)`` instead of the fixed sinusoid table.
+        norm_eps: LayerNorm epsilon.
+    """
+
+    def __init__(
+        self,
+        *,
+        img_size: int = 160,
+        patch_size: int = 16,
+        num_frames: int = 16,
+        tubelet_size: int = 2,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        num_classes: int = 0,
+        global_pool: GlobalPool = "mean",
+        drop_rate: float = 0.0,
+        head_activation: str | None = None,
+        init_scale: float = 1.0,
+        learnable_pos_embed: bool = False,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if global_pool not in ("mean", "token", ""):
+            raise ValueError(f"global_pool must be 'mean', 'token' or '', got {global_pool!r}")
+        if head_activation not in HEAD_ACTIVATIONS:
+            raise ValueError(f"head_activation must be one of {sorted(map(str, HEAD_ACTIVATIONS))}, got {head_activation!r}")
+        self.embed_dim = self.num_features = embed_dim
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.init_scale = init_scale
+        self.grad_checkpointing = False
+        self.patch_embed = TubeletEmbed(
+            img_size=img_size,
+            patch_size=patch_size,
+            num_frames=num_frames,
+            tubelet_size=tubelet_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+        )
+        self.grid_size: tuple[int, int, int] = self.patch_embed.grid_size
+        num_patches = self.patch_embed.num_patches
+        if learnable_pos_embed:
+            self.pos_embed: nn.Parameter | None = nn.Parameter(torch.zeros(1, num_patches, embed_dim))
+            nn.init.trunc_normal_(self.pos_embed, std=0.02, a=-2.0, b=2.0)
+        else:
+            self.pos_embed = None
+            self.register_buffer("pos_table", sinusoid_table_1d(num_patches, embed_dim)[None], persistent=False)
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.blocks = nn.ModuleList()
+        self.norm: nn.Module = nn.Identity() if global_pool == "mean" else nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.fc_norm: nn.Module | None = nn.LayerNorm(embed_dim, eps=norm_eps) if global_pool == "mean" else None
+        self.head: nn.Module = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_activation = HEAD_ACTIVATIONS[head_activation]()
+
+    # ------------------------------------------------------------------ construction helpers
+    def init_weights(self) -> None:
+        """Fine-tuning initialisation of every Linear / LayerNorm, then scale the head by ``init_scale``."""
+        self.apply(init_weights_trunc_normal)
+        if isinstance(self.head, nn.Linear):
+            with torch.no_grad():
+                self.head.weight.mul_(self.init_scale)
+                self.head.bias.mul_(self.init_scale)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised ``Linear(C, num_classes)`` (Identity for 0)."""
+        self.num_classes = num_classes
+        if num_classes > 0:
+            head = nn.Linear(self.embed_dim, num_classes)
+            init_weights_trunc_normal(head)
+            with torch.no_grad():
+                head.weight.mul_(self.init_scale)
+                head.bias.mul_(self.init_scale)
+            self.head = head.to(self.patch_embed.proj.weight.device)
+        else:
+            self.head = nn.Identity()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass to save memory."""
+        self.grad_checkpointing = enable
+
+    def run_block(self, block: nn.Module, *args: torch.Tensor | int) -> torch.Tensor:
+        """Call ``block(*args)``, through activation checkpointing when enabled and training."""
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    # ------------------------------------------------------------------ optimisation metadata
+    @property
+    def num_layers(self) -> int:
+        """Number of blocks L (used for layer-wise learning-rate decay)."""
+        return len(self.blocks)
+
+    def layer_id(self, param_name: str) -> int:
+        """Layer index of a parameter for layer-wise LR decay.
+
+        0 for the patch embedding and position/special tokens, ``i + 1`` for ``blocks.{i}``, ``L + 1`` for everything
+        else (heads, norms, and encoder-specific modules such as the LGI-Former region tokens), as the official recipes.
+        """
+        if param_name.startswith("patch_embed") or param_name in ("pos_embed", "cls_token", "mask_token"):
+            return 0
+        if param_name.startswith("blocks."):
+            return int(param_name.split(".")[1]) + 1
+        return self.num_layers + 1
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names excluded from weight decay besides biases and 1-D tensors."""
+        return {"pos_embed", "cls_token"}
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, video: torch.Tensor) -> torch.Tensor:
+        """Tubelet embedding plus positions: ``(B, 3, T, H, W)`` -> ``(B, N, C)`` in raster order."""
+        x = self.patch_embed(video)
+        pos = self.pos_embed if self.pos_embed is not None else self.pos_table
+        return self.pos_drop(x + pos.to(dtype=x.dtype))
+
+    def encode_tokens(self, x: torch.Tensor, positions: torch.Tensor) -> EncoderOutput:
+        """Run the blocks.
+
+        Args:
+            x: Embedded tokens ``(B, N, C)`` in raster order (all tokens, or the visible ones).
+            positions: Raster index of each row, ``(B, N)``.
+
+        Returns:
+            :class:`EncoderOutput` before the final norm.
+        """
+        raise NotImplementedError
+
+    def forward_encoder(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
+        """Encode a clip, optionally keeping only visible tokens.
+
+        Args:
+            video: ``(B, 3, T, H, W)``.
+            mask: ``(B, N)`` bool, ``True`` = masked (dropped). Every sample must keep the same number of tokens.
+
+        Returns:
+            :class:`EncoderOutput` with the final norm applied.
+        """
+        x = self.embed(video)
+        batch, num_tokens, channels = x.shape
+        if mask is None:
+            positions = torch.arange(num_tokens, device=x.device).expand(batch, num_tokens)
+        else:
+            if mask.shape != (batch, num_tokens):
+                raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {(batch, num_tokens)}")
+            visible = ~mask.to(torch.bool)
+            counts = visible.sum(1)
+            if bool((counts != counts[0]).any()):
+                raise ValueError(f"every sample must keep the same number of visible tokens, got {counts.tolist()}")
+            num_visible = int(counts[0])
+            x = x[visible].reshape(batch, num_visible, channels)
+            positions = torch.arange(num_tokens, device=x.device).expand(batch, num_tokens)[visible]
+            positions = positions.reshape(batch, num_visible)
+        out = self.encode_tokens(x, positions)
+        out.tokens = self.norm(out.tokens)
+        if out.summary_tokens is not None:
+            out.summary_tokens = self.norm(out.summary_tokens)
+        return out
+
+    def pool_tokens(self, out: EncoderOutput) -> torch.Tensor:
+        """The token set that is pooled for classification, ``(B, n, C)``."""
+        return out.tokens
+
+    def pool(self, out: EncoderOutput) -> torch.Tensor:
+        """Pool an :class:`EncoderOutput` into one feature vector per clip ``(B, C)`` (``fc_norm`` applied)."""
+        tokens = self.pool_tokens(out)
+        if self.global_pool == "mean":
+            assert self.fc_norm is not None
+            return self.fc_norm(tokens.mean(1))
+        if self.global_pool == "token":
+            return tokens[:, 0]
+        raise RuntimeError("this encoder was built without pooling (global_pool=''); use forward_encoder()")
+
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        """Pre-head clip features: ``(B, 3, T, H, W)`` -> ``(B, C)``."""
+        return self.pool(self.forward_encoder(video))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Head and its activation: ``(B, C)`` -> ``(B, K)``."""
+        return self.head_activation(self.head(features))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Classify (or regress) a clip: ``(B, 3, T, H, W)`` -> ``(B, K)``."""
+        return self.forward_head(self.forward_features(video))
+
+
+class VideoViT(VideoEncoder):
+    """Plain space-time ViT with joint attention over all tokens (the VideoMAE baseline).
+
+    Args:
+        depth: Number of blocks.
+        num_heads: Attention heads.
+        mlp_ratio: MLP hidden width relative to C.
+        qkv_bias: Learned q/v biases.
+        qk_scale: Attention logit scale (default ``head_dim ** -0.5``).
+        attn_drop_rate: Attention-weight dropout.
+        drop_path_rate: Final stochastic-depth rate (linear ramp over blocks).
+        init_values: Layer-scale initial value (0/None: off).
+        **kwargs: :class:`VideoEncoder` arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        init_values: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        norm_eps = kwargs.get("norm_eps", 1e-6)
+        self.blocks.extend(
+            Block(
+                self.embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop=kwargs.get("drop_rate", 0.0),
+                attn_drop=attn_drop_rate,
+                drop_path=rate,
+                init_values=init_values,
+                norm_eps=norm_eps,
+            )
+            for rate in drop_path_rates(drop_path_rate, depth)
+        )
+        self.init_weights()
+
+    def encode_tokens(self, x: torch.Tensor, positions: torch.Tensor) -> EncoderOutput:
+        """Joint attention over all given tokens; order and positions pass through unchanged."""
+        for block in self.blocks:
+            x = self.run_block(block, x)
+        return EncoderOutput(tokens=x, positions=positions)
+
+
+def _check_divisible(name: str, total: int, part: int) -> None:
+    if part <= 0 or total % part:
+        raise ValueError(f"{name}: {total} is not divisible by {part}")
+
+
+def grid_tokens(grid: tuple[int, int, int]) -> int:
+    """Number of tokens of a ``(T', H', W')`` grid."""
+    return math.prod(grid)

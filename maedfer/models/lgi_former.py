@@ -1,0 +1,290 @@
+"""LGI-Former: the local-global interaction encoder of MAE-DFER.
+
+The token grid ``(T', H', W')`` is cut into ``M`` regions of ``region_size = (t, h, w)`` tokens. Each region gets one
+learned *messenger* token (``lg_region_tokens[m]``, no position embedding). Every block runs
+
+1. intra-region self-attention over each region's messenger and local tokens (``first_attn``),
+2. self-attention among the ``M`` messengers of a clip (``second_attn``),
+3. cross-attention from every local token of a clip to all ``M`` messengers (``third_attn``),
+4. the MLP on every token.
+
+Tokens are grouped by computing the region of each token from its raster position, so the same code serves
+fine-tuning (all tokens) and masked pre-training (visible tokens; every region must keep the same number of visible
+tokens, which the part-window mask guarantees). The grouping is region-major with raster order inside a region, exactly
+the order of the official implementation; :class:`~maedfer.models.encoder.EncoderOutput` carries the raster positions of
+that order so the MAE decoder can give each token its own position.
+
+References:
+    Sun et al., "MAE-DFER: Efficient Masked Autoencoder for Self-supervised Dynamic Facial Expression Recognition",
+    ACM MM 2023.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..layers import Attention, DropPath, Mlp, drop_path_rates
+from .encoder import EncoderOutput, VideoEncoder, _check_divisible
+
+__all__ = ["LGIBlock", "LGIFormer"]
+
+AttnKind = Literal["self", "cross"]
+SharedAttn = Literal["none", "first_third", "all"]
+ClassifyTokens = Literal["region", "org", "all"]
+
+
+class LGIBlock(nn.Module):
+    """One LGI-Former block (three attention stages and an MLP), keys as the official ``LGBlock``.
+
+    Args:
+        dim: Token width C.
+        num_heads: Heads of every attention.
+        mlp_ratio, qkv_bias, qk_scale, drop, attn_drop: As in :class:`~maedfer.layers.Block`.
+        drop_path: Stochastic-depth rate. Stage 1 and the MLP drop per (clip, region) row, stages 2 and 3 per clip.
+        first_attn: ``"self"``: stage 1 updates all tokens of a region; ``"cross"``: only the messenger, reading its
+            region's local tokens (adds ``first_attn_norm1``).
+        third_attn: ``"cross"``: local tokens read all messengers of the clip; ``"self"``: a second intra-region
+            self-attention.
+        share_attn: ``"first_third"`` makes ``third_attn`` the same module as ``first_attn``; ``"all"`` also
+            ``second_attn``. Shared weights appear under every alias in the state dict, as in the official files.
+        use_second: Run stage 2 (``lg_no_second`` in the official code is ``use_second=False``).
+        use_third: Run stage 3.
+        norm_eps: LayerNorm epsilon.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        first_attn: AttnKind = "self",
+        third_attn: AttnKind = "cross",
+        share_attn: SharedAttn = "none",
+        use_second: bool = True,
+        use_third: bool = True,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        for name, value in (("first_attn", first_attn), ("third_attn", third_attn)):
+            if value not in ("self", "cross"):
+                raise ValueError(f"{name} must be 'self' or 'cross', got {value!r}")
+        if share_attn not in ("none", "first_third", "all"):
+            raise ValueError(f"share_attn must be 'none', 'first_third' or 'all', got {share_attn!r}")
+        self.first_attn_type = first_attn
+        self.third_attn_type = third_attn
+        self.use_second = use_second
+        self.use_third = use_third
+
+        def make_attention() -> Attention:
+            return Attention(
+                dim,
+                num_heads=num_heads,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                attn_drop=attn_drop,
+                proj_drop=drop,
+                layout="split",
+            )
+
+        self.first_attn_norm0 = nn.LayerNorm(dim, eps=norm_eps)
+        if first_attn == "cross":
+            self.first_attn_norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.first_attn = make_attention()
+        if use_second:
+            self.second_attn_norm0 = nn.LayerNorm(dim, eps=norm_eps)
+            self.second_attn = self.first_attn if share_attn == "all" else make_attention()
+        if use_third:
+            self.third_attn_norm0 = nn.LayerNorm(dim, eps=norm_eps)
+            if third_attn == "cross":
+                self.third_attn_norm1 = nn.LayerNorm(dim, eps=norm_eps)
+            self.third_attn = self.first_attn if share_attn != "none" else make_attention()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+
+    def forward(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Run one block.
+
+        Args:
+            x: ``(B * M, 1 + R, C)``: per (clip, region) row, the messenger at slot 0 then the R local tokens; rows are
+                batch-major (row ``b * M + m``).
+            batch_size: B.
+
+        Returns:
+            ``(B * M, 1 + R, C)``.
+        """
+        rows, length, channels = x.shape
+        num_regions = rows // batch_size
+        # Stage 1: inside each region.
+        if self.first_attn_type == "self":
+            x = x + self.drop_path(self.first_attn(self.first_attn_norm0(x)))
+        else:
+            messenger, local = x[:, :1], x[:, 1:]
+            update = self.first_attn(self.first_attn_norm0(messenger), self.first_attn_norm1(local))
+            x = torch.cat((messenger + self.drop_path(update), local), dim=1)
+        # Stage 2: messengers of a clip talk to each other.
+        messengers = x[:, 0].reshape(batch_size, num_regions, channels)
+        if self.use_second:
+            messengers = messengers + self.drop_path(self.second_attn(self.second_attn_norm0(messengers)))
+        local = x[:, 1:]
+        # Stage 3: inject the global information back into the local tokens.
+        if self.use_third:
+            if self.third_attn_type == "cross":
+                flat = local.reshape(batch_size, num_regions * (length - 1), channels)
+                update = self.third_attn(self.third_attn_norm0(flat), self.third_attn_norm1(messengers))
+                local = (flat + self.drop_path(update)).reshape(rows, length - 1, channels)
+            else:
+                x = torch.cat((messengers.reshape(rows, 1, channels), local), dim=1)
+                x = x + self.drop_path(self.third_attn(self.third_attn_norm0(x)))
+                messengers, local = x[:, :1], x[:, 1:]
+        x = torch.cat((messengers.reshape(rows, 1, channels), local), dim=1)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class LGIFormer(VideoEncoder):
+    """LGI-Former encoder (MAE-DFER).
+
+    Args:
+        depth: Number of LGI blocks.
+        num_heads: Attention heads.
+        region_size: Region size ``(t, h, w)`` in token units; must divide the token grid. MAE-DFER uses ``(2, 5, 10)``
+            on the ``(8, 10, 10)`` grid of a 16x160x160 clip: 8 regions of 100 tokens.
+        classify_tokens: Tokens pooled for classification: ``"region"`` (the messengers; every released MAE-DFER
+            model), ``"org"`` (the local tokens) or ``"all"``.
+        first_attn, third_attn, share_attn, use_second, use_third: Block variants, see :class:`LGIBlock`.
+        mlp_ratio, qkv_bias, qk_scale, attn_drop_rate, drop_path_rate: As in :class:`~maedfer.models.VideoViT`.
+        init_values: Layer scale is not supported by the LGI-Former (the official block raises on it); only 0/None.
+        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 16,
+        num_heads: int = 8,
+        region_size: tuple[int, int, int] = (2, 5, 10),
+        classify_tokens: ClassifyTokens = "region",
+        first_attn: AttnKind = "self",
+        third_attn: AttnKind = "cross",
+        share_attn: SharedAttn = "none",
+        use_second: bool = True,
+        use_third: bool = True,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        init_values: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if init_values:
+            raise ValueError("the LGI-Former does not support layer scale (init_values must be 0 or None)")
+        if classify_tokens not in ("region", "org", "all"):
+            raise ValueError(f"classify_tokens must be 'region', 'org' or 'all', got {classify_tokens!r}")
+        region_size = tuple(int(v) for v in region_size)  # type: ignore[assignment]
+        if len(region_size) != 3:
+            raise ValueError(f"region_size must be (t, h, w), got {region_size}")
+        for axis, total, part in zip("THW", self.grid_size, region_size):
+            _check_divisible(f"token grid {axis}' vs region_size", total, part)
+        self.region_size = region_size
+        self.region_grid = tuple(g // r for g, r in zip(self.grid_size, region_size))
+        self.num_regions = self.region_grid[0] * self.region_grid[1] * self.region_grid[2]
+        self.classify_tokens = classify_tokens
+        self.lg_region_tokens = nn.Parameter(torch.zeros(self.num_regions, self.embed_dim))
+        norm_eps = kwargs.get("norm_eps", 1e-6)
+        self.blocks.extend(
+            LGIBlock(
+                self.embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop=kwargs.get("drop_rate", 0.0),
+                attn_drop=attn_drop_rate,
+                drop_path=rate,
+                first_attn=first_attn,
+                third_attn=third_attn,
+                share_attn=share_attn,
+                use_second=use_second,
+                use_third=use_third,
+                norm_eps=norm_eps,
+            )
+            for rate in drop_path_rates(drop_path_rate, depth)
+        )
+        # Region id of every raster position, and the grouping permutation for the full (unmasked) grid.
+        t_idx, h_idx, w_idx = torch.meshgrid(*(torch.arange(g) for g in self.grid_size), indexing="ij")
+        region_t, region_h, region_w = (idx // size for idx, size in zip((t_idx, h_idx, w_idx), region_size))
+        region_of = (region_t * self.region_grid[1] + region_h) * self.region_grid[2] + region_w
+        region_of = region_of.flatten()
+        self.register_buffer("region_of_position", region_of, persistent=False)
+        self.register_buffer("full_grid_order", self._grouping_order(region_of[None], torch.arange(region_of.numel())[None])[0], persistent=False)
+        nn.init.trunc_normal_(self.lg_region_tokens, std=0.02, a=-2.0, b=2.0)
+        self.init_weights()
+
+    def no_weight_decay(self) -> set[str]:
+        return super().no_weight_decay() | {"lg_region_tokens"}
+
+    def _grouping_order(self, regions: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Permutation that sorts tokens region-major, raster order inside a region: ``(B, N)`` -> ``(B, N)``."""
+        key = regions * self.patch_embed.num_patches + positions
+        return key.argsort(dim=1)
+
+    def encode_tokens(self, x: torch.Tensor, positions: torch.Tensor) -> EncoderOutput:
+        """Group tokens into regions, add messengers, run the LGI blocks.
+
+        Args:
+            x: ``(B, N, C)`` tokens in raster order (``N`` = all tokens, or the visible ones).
+            positions: ``(B, N)`` raster indices.
+
+        Returns:
+            :class:`EncoderOutput` whose ``tokens`` are the local tokens region-major ``(B, N, C)`` with matching
+            ``positions``, and ``summary_tokens`` the messengers ``(B, M, C)``.
+        """
+        batch, num_tokens, channels = x.shape
+        regions = self.num_regions
+        if num_tokens == self.patch_embed.num_patches:
+            order = self.full_grid_order.expand(batch, num_tokens)
+        else:
+            region_ids = self.region_of_position[positions]
+            counts = torch.zeros(batch, regions, dtype=torch.long, device=x.device)
+            counts.scatter_add_(1, region_ids, torch.ones_like(region_ids))
+            if bool((counts != num_tokens // regions).any()) or num_tokens % regions:
+                raise ValueError(
+                    "LGI-Former needs the same number of visible tokens in every region; got per-region counts "
+                    f"{counts.tolist()}. Use the part-window mask with window = region spatial size "
+                    f"{self.region_size[1:]} (maedfer.masking.PartWindowMaskGenerator)."
+                )
+            order = self._grouping_order(region_ids, positions)
+        per_region = num_tokens // regions
+        x = x.gather(1, order[..., None].expand(-1, -1, channels)).reshape(batch, regions, per_region, channels)
+        positions = positions.gather(1, order)
+        messengers = self.lg_region_tokens.to(x.dtype)[None, :, None, :].expand(batch, -1, -1, -1)
+        x = torch.cat((messengers, x), dim=2).reshape(batch * regions, 1 + per_region, channels)
+        for block in self.blocks:
+            x = self.run_block(block, x, batch)
+        x = x.reshape(batch, regions, 1 + per_region, channels)
+        return EncoderOutput(
+            tokens=x[:, :, 1:].reshape(batch, num_tokens, channels),
+            positions=positions,
+            summary_tokens=x[:, :, 0],
+        )
+
+    def pool_tokens(self, out: EncoderOutput) -> torch.Tensor:
+        """Token set chosen by ``classify_tokens``, in the official order (per region: messenger, then locals)."""
+        if self.classify_tokens == "region":
+            return out.summary_tokens
+        if self.classify_tokens == "org":
+            return out.tokens
+        batch, regions, channels = out.summary_tokens.shape
+        local = out.tokens.reshape(batch, regions, -1, channels)
+        return torch.cat((out.summary_tokens[:, :, None], local), dim=2).flatten(1, 2)

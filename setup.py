@@ -1,0 +1,35 @@
+"""Package metadata for maedfer. Version constraints stay permissive for users; CI pins torch/torchvision through
+constraints.txt (see README)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+README = Path(__file__).with_name("README.md")
+
+setup(
+    name="maedfer",
+    version="0.1.0",
+    description="Self-supervised facial-affect learning: MAE-DFER, SVFAP, HiCMAE and VideoMAE in one PyTorch toolkit",
+    long_description=README.read_text(encoding="utf-8") if README.exists() else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["maedfer", "maedfer.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.23",
+        "einops>=0.6",
+        "timm>=0.9",
+        "safetensors>=0.4",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.1"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,83 @@
+"""Parity with the official code: every MAE-DFER fixture through the library and through tools/check_parity.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from maedfer.parity import check_fixture, collect_fixture_files, read_fixture_header
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL = ROOT / "tests" / "fixtures" / "official"
+MAE_DFER = [p for p in collect_fixture_files([OFFICIAL]) if read_fixture_header(p)["system"] == "mae_dfer"]
+
+
+def test_all_mae_dfer_fixtures_are_present() -> None:
+    names = {p.stem for p in MAE_DFER}
+    assert names == {
+        "mae_dfer_finetune_lgi_all",
+        "mae_dfer_finetune_lgi_org",
+        "mae_dfer_finetune_vit",
+        "mae_dfer_pretrain_lgi",
+        "mae_dfer_pretrain_vit",
+        "mae_dfer_pretrain_to_finetune",
+        "mask_generators",
+    }
+
+
+@pytest.mark.parametrize("path", MAE_DFER, ids=lambda p: p.stem)
+def test_fixture_passes(path: Path) -> None:
+    result = check_fixture(path)
+    assert result.passed, result.reason
+    fx = read_fixture_header(path)
+    if fx["kind"] != "mask_generator":
+        assert result.max_abs_err <= fx["atol"]
+        assert any(name.endswith(("logits", "pred")) for name in result.checked)
+    if fx["kind"] == "pretrain":
+        assert {"official_script.loss", "official_script.targets", "frame_diff_weighted.loss_diff"} <= set(result.checked)
+
+
+def test_tampered_fixture_fails(tmp_path: Path) -> None:
+    fx = read_fixture_header(OFFICIAL / "mae_dfer_finetune_vit.pt")
+    fx["outputs"]["logits"] = fx["outputs"]["logits"] + 1e-3
+    bad = tmp_path / "tampered.pt"
+    torch.save(fx, bad)
+    result = check_fixture(bad)
+    assert not result.passed and "logits" in result.reason and result.line().startswith("FAIL ")
+
+
+def test_pretrain_fixture_fails_without_the_official_decoder_order(tmp_path: Path, monkeypatch) -> None:
+    from maedfer import parity
+
+    monkeypatch.setitem(parity.OFFICIAL_BEHAVIOUR, "mae_dfer", {})
+    result = check_fixture(OFFICIAL / "mae_dfer_pretrain_lgi.pt")
+    assert not result.passed and result.reason.startswith("pred")
+
+
+def _run_tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "check_parity.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_cli_passes_on_mae_dfer() -> None:
+    proc = _run_tool(str(OFFICIAL), "--systems", "mae_dfer")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert len(lines) == 7 and all(line.startswith("PASS ") and "max_abs_err=" in line for line in lines)
+
+
+def test_cli_fails_on_unsupported_kind(tmp_path: Path) -> None:
+    fake = tmp_path / "future.pt"
+    torch.save({"system": "mae_dfer", "kind": "not_a_kind", "name": "future"}, fake)
+    proc = _run_tool(str(fake))
+    assert proc.returncode == 1
+    assert proc.stdout.startswith(f"FAIL {fake} unsupported system/kind mae_dfer/not_a_kind")

@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Forward-pass latency of registered models, fused (SDPA) vs manual attention, in one process.
+
+Examples:
+    python tools/benchmark.py                                   # base LGI-Former (DFEW) and ViT-B, CPU, 2 threads
+    python tools/benchmark.py --models mae_dfer_base --batch 8 --device cuda --precision bf16
+    python tools/benchmark.py --attention both --json bench.json
+
+Timing: ``--warmup`` untimed calls, then ``--repeats`` timed calls under ``torch.inference_mode()``; the median and
+the minimum are reported (CUDA calls are synchronised). The machine, threads and versions are printed with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+
+import maedfer
+from maedfer.layers import use_fused_attention
+
+
+def _time_forward(model: torch.nn.Module, clip: torch.Tensor, warmup: int, repeats: int, autocast) -> list[float]:
+    sync = torch.cuda.synchronize if clip.is_cuda else (lambda: None)
+    times = []
+    with torch.inference_mode(), autocast:
+        for index in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            model(clip)
+            sync()
+            if index >= warmup:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def machine_description(device: torch.device) -> str:
+    """One line naming the processor / GPU, threads and library versions."""
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        where = f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{where}; torch {torch.__version__}; python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["mae_dfer_base", "videomae_base_160"])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--attention", choices=("fused", "manual", "both"), default="both")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    modes = ("fused", "manual") if args.attention == "both" else (args.attention,)
+    machine = machine_description(device)
+    print(f"# {machine}; batch {args.batch}; {args.precision}; median of {args.repeats} after {args.warmup} warm-up")
+    print(f"{'model':<28} {'params':>12} {'attention':>9} {'median s':>9} {'min s':>8} {'clips/s':>8}")
+    rows = []
+    for name in args.models:
+        torch.manual_seed(0)
+        model = maedfer.create_model(name).to(device).eval()
+        embed = model.patch_embed
+        clip = torch.randn(args.batch, 3, embed.num_frames, embed.img_size, embed.img_size, device=device)
+        params = sum(p.numel() for p in model.parameters())
+        autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+        for mode in modes:
+            with use_fused_attention(mode == "fused"):
+                times = _time_forward(model, clip, args.warmup, args.repeats, autocast)
+            median = statistics.median(times)
+            row = {
+                "model": name,
+                "params": params,
+                "attention": mode,
+                "batch": args.batch,
+                "precision": args.precision,
+                "device": str(device),
+                "median_s": median,
+                "min_s": min(times),
+                "clips_per_s": args.batch / median,
+            }
+            rows.append(row)
+            print(f"{name:<28} {params:>12,} {mode:>9} {median:>9.3f} {min(times):>8.3f} {row['clips_per_s']:>8.2f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"machine": machine, "results": rows}, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -237,3 +237,42 @@ def test_head_init_scale_and_reset_classifier() -> None:
     assert 0.02 * 0.001 * 0.5 < std < 0.02 * 0.001 * 1.5  # trunc-normal(0.02) scaled by init_scale 0.001
     model.reset_classifier(11)
     assert model(torch.randn(1, 3, 8, 32, 32)).shape == (1, 11)
+
+
+def test_token_pooling_without_mean_pooling() -> None:
+    model = maedfer.create_model(
+        "vit_base_dim512_no_depth_patch16_160", **_OFFICIAL_TINY_LGI, use_mean_pooling=False, lg_classify_token_type="region"
+    ).eval()
+    assert model.fc_norm is None and isinstance(model.norm, torch.nn.LayerNorm)
+    video = _clip(model, batch=1)
+    with torch.no_grad():
+        out = model.forward_encoder(video)
+        features = model.forward_features(video)
+    torch.testing.assert_close(features, out.summary_tokens[:, 0])  # first messenger, after the final norm
+
+
+_OFFICIAL_TINY_LGI = {
+    "img_size": 32, "patch_size": 8, "all_frames": 8, "embed_dim": 32, "depth": 1, "num_heads": 2,
+    "attn_type": "local_global", "lg_region_size": (2, 2, 4),
+}
+
+
+def test_pretraining_task_reduces_the_loss_on_one_batch() -> None:
+    from maedfer.tasks import MaskedVideoPretrainTask, VideoReconstructionObjective
+
+    torch.manual_seed(0)
+    model = _tiny("mae_dfer_pretrain_base")
+    task = MaskedVideoPretrainTask(model, VideoReconstructionObjective(patch_size=8, frame_diff_group_size=2))
+    # A smooth clip (upsampled noise) so that masked patches are predictable from visible ones.
+    coarse = torch.randn(2, 3, 4, 4, 4)
+    video = torch.nn.functional.interpolate(coarse, size=(8, 32, 32), mode="trilinear", align_corners=True)
+    batch = {"video": video, "mask": _pretrain_mask(model, 2)}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        out = task(batch)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        losses.append(out["loss"].item())
+    assert losses[-1] < 0.9 * losses[0]

@@ -48,6 +48,7 @@ __all__ = [
     "CheckpointShapeError",
     "LoadReport",
     "adapt_state_dict",
+    "checkpoint_encoder_width",
     "extract_state_dict",
     "load_checkpoint",
     "load_safetensors",
@@ -104,6 +105,14 @@ class CheckpointShapeError(CheckpointError):
             "tensor(s) have a different shape in the checkpoint than in the model "
             "(key: checkpoint shape vs model shape):"
         ]
+        width = self.encoder_widths()
+        if width is not None:
+            lines.insert(
+                1,
+                f"  The checkpoint's encoder is {width[0]} wide but the model's is {width[1]}. Build the model "
+                f"with embed_dim={width[0]} (num_heads={max(width[0] // 64, 1)} at 64 channels per head), or pass "
+                "width_from_checkpoint=True to maedfer.create_model.",
+            )
         for key, ckpt_shape, model_shape in self.mismatches:
             lines.append(
                 f"  {key}: checkpoint {_format_shape(ckpt_shape)} vs model "
@@ -114,6 +123,25 @@ class CheckpointShapeError(CheckpointError):
             "(embedding size, depth, patch/tubelet size, number of classes...)."
         )
         super().__init__("\n".join(lines))
+
+    def encoder_widths(self) -> tuple[int, int] | None:
+        """``(checkpoint width, model width)`` when the patch embeddings differ in width, else ``None``."""
+        for key, ckpt_shape, model_shape in self.mismatches:
+            if key.endswith("patch_embed.proj.weight") and ckpt_shape[:1] != model_shape[:1]:
+                return int(ckpt_shape[0]), int(model_shape[0])
+        return None
+
+
+def checkpoint_encoder_width(state_dict: Mapping[str, Tensor]) -> int | None:
+    """Width of the (video) encoder stored in a state dict: output channels of its ``patch_embed.proj.weight``.
+
+    The first key ending in ``patch_embed.proj.weight`` is used, whatever its prefix (``encoder.`` in pre-training
+    files); ``None`` if there is none.
+    """
+    for key, value in state_dict.items():
+        if key.endswith("patch_embed.proj.weight") and not key.endswith("audio.patch_embed.proj.weight"):
+            return int(value.shape[0])
+    return None
 
 
 @dataclass

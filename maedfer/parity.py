@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # these behaviours; see the README).
 OFFICIAL_BEHAVIOUR: dict[str, dict[str, Any]] = {
     "mae_dfer": {"decoder_pos_order": "official"},
+    "svfap": {"pretrain_context": "official", "upsample": "official"},
 }
 
 
@@ -230,6 +231,9 @@ SUPPORTED: dict[tuple[str, str], _Checker] = {
     ("mae_dfer", "pretrain"): _check_video_pretrain,
     ("mae_dfer", "pretrain_to_finetune"): _check_pretrain_to_finetune,
     ("mae_dfer", "mask_generator"): _check_mask_generators,
+    ("svfap", "finetune"): _check_finetune,
+    ("svfap", "pretrain"): _check_video_pretrain,
+    ("svfap", "pretrain_to_finetune"): _check_pretrain_to_finetune,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,14 +141,19 @@ def list_models(
     return sorted(names)
 
 
-def create_model(name: str, *, checkpoint: str | None = None, **overrides: Any) -> nn.Module:
+def create_model(
+    name: str, *, checkpoint: Any = None, width_from_checkpoint: bool = False, **overrides: Any
+) -> nn.Module:
     """Build a registered model.
 
     Args:
         name: A name from :func:`list_models` (clean names, or an official name such as
             ``"vit_base_dim512_no_depth_patch16_160"``).
-        checkpoint: Optional checkpoint path loaded with :func:`maedfer.load_checkpoint` (official ``.pth`` files,
+        checkpoint: Optional checkpoint (path or already loaded object) loaded with :func:`maedfer.load_checkpoint` (official ``.pth`` files,
             DeepSpeed files, pre-training checkpoints into fine-tuning models, safetensors).
+        width_from_checkpoint: Take the encoder width from ``checkpoint`` (its ``patch_embed.proj.weight``) and set
+            the head count to width / 64, unless given in ``overrides``. Useful for SVFAP, whose official pre-training
+            model is registered 768 wide while fine-tuning is 512 wide.
         **overrides: Constructor arguments replacing the entry's values. Official names accept the official argument
             names (``all_frames``, ``lg_region_size``, ``use_mean_pooling``, ``encoder_embed_dim`` ...).
 
@@ -156,6 +161,20 @@ def create_model(name: str, *, checkpoint: str | None = None, **overrides: Any) 
         The model, in training mode.
     """
     entry = model_entry(name)
+    if width_from_checkpoint:
+        if checkpoint is None:
+            raise ValueError("width_from_checkpoint=True needs a checkpoint")
+        from .checkpoint import checkpoint_encoder_width, extract_state_dict, read_checkpoint
+
+        if not isinstance(checkpoint, Mapping):
+            checkpoint = read_checkpoint(checkpoint)
+        width = checkpoint_encoder_width(extract_state_dict(checkpoint)[0])
+        if width is None:
+            raise ValueError("width_from_checkpoint=True: the checkpoint has no patch_embed.proj.weight")
+        prefix = "encoder_" if entry.official and entry.kind == "pretrain" else ""
+        overrides.setdefault(f"{prefix}embed_dim", width)
+        overrides.setdefault(f"{prefix}num_heads", max(width // 64, 1))
+        logger.info("%s: encoder width %d taken from the checkpoint", name, width)
     model = entry.builder(**overrides)
     model.model_name = name  # type: ignore[attr-defined]
     if checkpoint is not None:

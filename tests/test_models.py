@@ -45,6 +45,8 @@ def test_registry_lists_clean_and_official_names() -> None:
         "vit_base_dim512_no_depth_patch16_160",
         "pretrain_videomae_base_patch16_160",
         "pretrain_videomae_base_dim512_no_depth_patch16_160",
+        "svfap_base_patch16_160",
+        "pretrain_svfap_base_patch16_160",
     }
     assert maedfer.list_models("mae_dfer*") == ["mae_dfer_base", "mae_dfer_pretrain_base"]
     assert maedfer.list_models(kind="pretrain", system="videomae") == ["videomae_pretrain_base_160"]
@@ -97,7 +99,7 @@ def _manifest_cases() -> list[tuple[str, str]]:
         if path.name == "flops.json":
             continue
         data = json.loads(path.read_text())
-        if data.get("system") == "mae_dfer" and "construction_error" not in data:
+        if data.get("system") in ("mae_dfer", "svfap") and "construction_error" not in data:
             cases.append((path.name, data["official_name"]))
     return cases
 

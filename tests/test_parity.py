@@ -13,10 +13,17 @@ from maedfer.parity import check_fixture, collect_fixture_files, read_fixture_he
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = ROOT / "tests" / "fixtures" / "official"
-MAE_DFER = [p for p in collect_fixture_files([OFFICIAL]) if read_fixture_header(p)["system"] == "mae_dfer"]
+SYSTEMS = ("mae_dfer", "svfap")
+SUPPORTED = [p for p in collect_fixture_files([OFFICIAL]) if read_fixture_header(p)["system"] in SYSTEMS]
+MAE_DFER = [p for p in SUPPORTED if read_fixture_header(p)["system"] == "mae_dfer"]
 
 
-def test_all_mae_dfer_fixtures_are_present() -> None:
+def test_all_supported_fixtures_are_present() -> None:
+    assert {p.stem for p in SUPPORTED} - {p.stem for p in MAE_DFER} == {
+        "svfap_finetune",
+        "svfap_pretrain",
+        "svfap_pretrain_to_finetune",
+    }
     names = {p.stem for p in MAE_DFER}
     assert names == {
         "mae_dfer_finetune_lgi_all",
@@ -29,7 +36,7 @@ def test_all_mae_dfer_fixtures_are_present() -> None:
     }
 
 
-@pytest.mark.parametrize("path", MAE_DFER, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SUPPORTED, ids=lambda p: p.stem)
 def test_fixture_passes(path: Path) -> None:
     result = check_fixture(path)
     assert result.passed, result.reason
@@ -38,7 +45,7 @@ def test_fixture_passes(path: Path) -> None:
         assert result.max_abs_err <= fx["atol"]
         assert any(name.endswith(("logits", "pred")) for name in result.checked)
     if fx["kind"] == "pretrain":
-        assert {"official_script.loss", "official_script.targets", "frame_diff_weighted.loss_diff"} <= set(result.checked)
+        assert {"official_script.loss", "official_script.targets"} <= set(result.checked)
 
 
 def test_tampered_fixture_fails(tmp_path: Path) -> None:
@@ -50,12 +57,22 @@ def test_tampered_fixture_fails(tmp_path: Path) -> None:
     assert not result.passed and "logits" in result.reason and result.line().startswith("FAIL ")
 
 
-def test_pretrain_fixture_fails_without_the_official_decoder_order(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("system,fixture", [("mae_dfer", "mae_dfer_pretrain_lgi"), ("svfap", "svfap_pretrain")])
+def test_pretrain_fixture_fails_without_the_official_switches(monkeypatch, system: str, fixture: str) -> None:
+    """The fixtures pin the official behaviours: maedfer's fixed defaults must not reproduce them."""
     from maedfer import parity
 
-    monkeypatch.setitem(parity.OFFICIAL_BEHAVIOUR, "mae_dfer", {})
-    result = check_fixture(OFFICIAL / "mae_dfer_pretrain_lgi.pt")
+    monkeypatch.setitem(parity.OFFICIAL_BEHAVIOUR, system, {})
+    result = check_fixture(OFFICIAL / f"{fixture}.pt")
     assert not result.passed and result.reason.startswith("pred")
+
+
+def test_svfap_each_official_switch_matters(monkeypatch) -> None:
+    from maedfer import parity
+
+    for flags in ({"pretrain_context": "official"}, {"upsample": "official"}):
+        monkeypatch.setitem(parity.OFFICIAL_BEHAVIOUR, "svfap", flags)
+        assert not check_fixture(OFFICIAL / "svfap_pretrain.pt").passed
 
 
 def _run_tool(*args: str) -> subprocess.CompletedProcess:
@@ -68,11 +85,11 @@ def _run_tool(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_passes_on_mae_dfer() -> None:
-    proc = _run_tool(str(OFFICIAL), "--systems", "mae_dfer")
+def test_cli_passes_on_mae_dfer_and_svfap() -> None:
+    proc = _run_tool(str(OFFICIAL), "--systems", "mae_dfer,svfap")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
-    assert len(lines) == 7 and all(line.startswith("PASS ") and "max_abs_err=" in line for line in lines)
+    assert len(lines) == 10 and all(line.startswith("PASS ") and "max_abs_err=" in line for line in lines)
 
 
 def test_cli_fails_on_unsupported_kind(tmp_path: Path) -> None:

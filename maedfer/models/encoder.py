@@ -18,7 +18,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -164,6 +163,13 @@ class VideoEncoder(nn.Module):
         else:
             self.head = nn.Identity()
 
+    def move_head_last(self) -> None:
+        """Re-register ``norm``, ``fc_norm``, ``head`` after modules a subclass added, so that the state dict (and the
+        parameter order that optimizer states refer to) follows the official layout."""
+        for name in ("norm", "fc_norm", "head", "head_activation"):
+            if name in self._modules:
+                self._modules[name] = self._modules.pop(name)
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in the backward pass to save memory."""
         self.grad_checkpointing = enable
@@ -203,12 +209,16 @@ class VideoEncoder(nn.Module):
         pos = self.pos_embed if self.pos_embed is not None else self.pos_table
         return self.pos_drop(x + pos.to(dtype=x.dtype))
 
-    def encode_tokens(self, x: torch.Tensor, positions: torch.Tensor) -> EncoderOutput:
+    def encode_tokens(
+        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+    ) -> EncoderOutput:
         """Run the blocks.
 
         Args:
             x: Embedded tokens ``(B, N, C)`` in raster order (all tokens, or the visible ones).
             positions: Raster index of each row, ``(B, N)``.
+            all_tokens: The embedding of every token before masking ``(B, N_all, C)``. Only encoders that reproduce an
+                official pre-training which reads masked tokens use it (SVFAP's TPSBT); the others ignore it.
 
         Returns:
             :class:`EncoderOutput` before the final norm.
@@ -225,7 +235,7 @@ class VideoEncoder(nn.Module):
         Returns:
             :class:`EncoderOutput` with the final norm applied.
         """
-        x = self.embed(video)
+        x = all_tokens = self.embed(video)
         batch, num_tokens, channels = x.shape
         if mask is None:
             positions = torch.arange(num_tokens, device=x.device).expand(batch, num_tokens)
@@ -240,7 +250,7 @@ class VideoEncoder(nn.Module):
             x = x[visible].reshape(batch, num_visible, channels)
             positions = torch.arange(num_tokens, device=x.device).expand(batch, num_tokens)[visible]
             positions = positions.reshape(batch, num_visible)
-        out = self.encode_tokens(x, positions)
+        out = self.encode_tokens(x, positions, all_tokens)
         out.tokens = self.norm(out.tokens)
         if out.summary_tokens is not None:
             out.summary_tokens = self.norm(out.summary_tokens)
@@ -320,7 +330,9 @@ class VideoViT(VideoEncoder):
         )
         self.init_weights()
 
-    def encode_tokens(self, x: torch.Tensor, positions: torch.Tensor) -> EncoderOutput:
+    def encode_tokens(
+        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+    ) -> EncoderOutput:
         """Joint attention over all given tokens; order and positions pass through unchanged."""
         for block in self.blocks:
             x = self.run_block(block, x)
@@ -330,8 +342,3 @@ class VideoViT(VideoEncoder):
 def _check_divisible(name: str, total: int, part: int) -> None:
     if part <= 0 or total % part:
         raise ValueError(f"{name}: {total} is not divisible by {part}")
-
-
-def grid_tokens(grid: tuple[int, int, int]) -> int:
-    """Number of tokens of a ``(T', H', W')`` grid."""
-    return math.prod(grid)

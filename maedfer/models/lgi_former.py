@@ -239,7 +239,9 @@ class LGIFormer(VideoEncoder):
         key = regions * self.patch_embed.num_patches + positions
         return key.argsort(dim=1)
 
-    def encode_tokens(self, x: torch.Tensor, positions: torch.Tensor) -> EncoderOutput:
+    def encode_tokens(
+        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+    ) -> EncoderOutput:
         """Group tokens into regions, add messengers, run the LGI blocks.
 
         Args:

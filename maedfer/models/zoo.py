@@ -16,6 +16,7 @@ from ..registry import register_model
 from .encoder import VideoEncoder, VideoViT
 from .lgi_former import LGIFormer
 from .mae import MaskedVideoAutoencoder
+from .tpsbt import TPSBT
 
 __all__ = ["translate_official_encoder_kwargs", "build_mae"]
 
@@ -46,11 +47,14 @@ _RENAMED = {
 _LGI_ONLY = ("region_size", "first_attn", "third_attn", "classify_tokens", "share_attn", "use_second", "use_third")
 
 
-def translate_official_encoder_kwargs(kwargs: dict[str, Any]) -> tuple[type[VideoEncoder], dict[str, Any]]:
+def translate_official_encoder_kwargs(
+    kwargs: dict[str, Any], encoder_cls: type[VideoEncoder] | None = None
+) -> tuple[type[VideoEncoder], dict[str, Any]]:
     """Map official constructor arguments onto a maedfer encoder class and its arguments.
 
-    ``attn_type`` picks the class (``"joint"``: :class:`VideoViT`, ``"local_global"``: :class:`LGIFormer`); the ``lg_*``
-    switches are ignored for ``"joint"``, as in the official code.
+    Without ``encoder_cls``, ``attn_type`` picks the class (``"joint"``: :class:`VideoViT`, ``"local_global"``:
+    :class:`LGIFormer`); the ``lg_*`` switches are ignored for ``"joint"``, as in the official code. With
+    ``encoder_cls`` (SVFAP's :class:`TPSBT`), only the argument names are translated.
 
     Raises:
         ValueError: For official options that maedfer does not implement because they are broken upstream
@@ -58,7 +62,7 @@ def translate_official_encoder_kwargs(kwargs: dict[str, Any]) -> tuple[type[Vide
     """
     kwargs = dict(kwargs)
     out: dict[str, Any] = {}
-    attn_type = kwargs.pop("attn_type", "joint")
+    attn_type = "joint" if encoder_cls is not None else kwargs.pop("attn_type", "joint")
     if kwargs.pop("keep_temporal_dim", False):
         raise ValueError("keep_temporal_dim is not supported: the official per-frame output is broken for LGI/TPSBT")
     if "norm_layer" in kwargs:
@@ -77,6 +81,8 @@ def translate_official_encoder_kwargs(kwargs: dict[str, Any]) -> tuple[type[Vide
         out[_RENAMED.get(key, key)] = value
     if "region_size" in out:
         out["region_size"] = tuple(out["region_size"])
+    if encoder_cls is not None:
+        return encoder_cls, out
     if attn_type == "joint":
         for key in _LGI_ONLY:
             out.pop(key, None)
@@ -101,7 +107,9 @@ def build_mae(encoder_cls: type[VideoEncoder], kwargs: dict[str, Any]) -> Masked
     )
 
 
-def _official_pretrain(defaults: dict[str, Any], overrides: dict[str, Any]) -> MaskedVideoAutoencoder:
+def _official_pretrain(
+    defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[VideoEncoder] | None = None
+) -> MaskedVideoAutoencoder:
     kwargs = {**defaults, **overrides}
     kwargs.pop("num_classes", None)  # accepted and ignored by the official class
     kwargs.pop("in_chans", None)
@@ -111,7 +119,7 @@ def _official_pretrain(defaults: dict[str, Any], overrides: dict[str, Any]) -> M
     decoder_out = kwargs.pop("decoder_num_classes", None)
     pos_order = kwargs.pop("decoder_pos_order", "raster")
     decoder = {key: kwargs.pop(key) for key in ("decoder_embed_dim", "decoder_depth", "decoder_num_heads") if key in kwargs}
-    encoder_cls, encoder_kwargs = translate_official_encoder_kwargs(kwargs)
+    encoder_cls, encoder_kwargs = translate_official_encoder_kwargs(kwargs, encoder_cls)
     encoder_kwargs.setdefault("num_frames", 16)  # the official pre-training patch embedding always assumes 16 frames
     model = build_mae(encoder_cls, {**encoder_kwargs, **decoder, "decoder_pos_order": pos_order})
     if decoder_out is not None and decoder_out != model.decoder.head.out_features:
@@ -122,10 +130,12 @@ def _official_pretrain(defaults: dict[str, Any], overrides: dict[str, Any]) -> M
     return model
 
 
-def _official_finetune(defaults: dict[str, Any], overrides: dict[str, Any]) -> VideoEncoder:
+def _official_finetune(
+    defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[VideoEncoder] | None = None
+) -> VideoEncoder:
     kwargs = {**defaults, **overrides}
     kwargs.pop("pretrained", None)
-    encoder_cls, encoder_kwargs = translate_official_encoder_kwargs(kwargs)
+    encoder_cls, encoder_kwargs = translate_official_encoder_kwargs(kwargs, encoder_cls)
     return encoder_cls(**encoder_kwargs)
 
 
@@ -175,6 +185,33 @@ def mae_dfer_base(**overrides: Any) -> VideoEncoder:
 def mae_dfer_pretrain_base(**overrides: Any) -> MaskedVideoAutoencoder:
     """MAE-DFER pre-training model: LGI-Former encoder, MAE decoder; part-window masking, frame-difference target."""
     return build_mae(LGIFormer, {"embed_dim": 512, "depth": 16, "num_heads": 8, "region_size": (2, 5, 10), **overrides})
+
+
+_SVFAP = {"embed_dim": 512, "num_heads": 8, "stage_depths": (12, 6, 3), "num_bottleneck_tokens": (8,)}
+_TINY_TPSBT = {
+    **{k: v for k, v in _TINY_VIDEO.items() if k != "depth"},
+    "stage_depths": (1, 1, 1),
+    "num_bottleneck_tokens": (2,),
+}
+_SVFAP_OFFICIAL_BEHAVIOUR = "pretrain_context='official', upsample='official' reproduce the official pre-training"
+
+
+@register_model("svfap_base", system="svfap", kind="finetune", tiny_overrides=_TINY_TPSBT)
+def svfap_base(**overrides: Any) -> VideoEncoder:
+    """SVFAP TPSBT (512 wide, 8 heads, stages 12/6/3, 8 bottleneck tokens per frame) as fine-tuned on DFEW."""
+    return TPSBT(**{**_SVFAP, **_PAPER_FINETUNE, **overrides})
+
+
+@register_model(
+    "svfap_pretrain_base",
+    system="svfap",
+    kind="pretrain",
+    tiny_overrides={**_TINY_TPSBT, **_TINY_DECODER},
+    pretrain_cfg={"mask": {"type": "tube", "ratio": 0.9}, "frame_diff_group_size": None, "note": _SVFAP_OFFICIAL_BEHAVIOUR},
+)
+def svfap_pretrain_base(**overrides: Any) -> MaskedVideoAutoencoder:
+    """SVFAP pre-training model with the 512-wide TPSBT encoder that fine-tuning uses; decoder 384x4, tube masking."""
+    return build_mae(TPSBT, {**_SVFAP, **overrides})
 
 
 # -------------------------------------------------------------------------------------------- official names
@@ -258,3 +295,35 @@ def pretrain_videomae_base_dim512_no_depth_patch16_160(**overrides: Any) -> nn.M
     """Official name: 512-wide pre-training model; with ``attn_type='local_global'`` the MAE-DFER model."""
     defaults = {**_OFFICIAL_PT_DEFAULTS, "encoder_embed_dim": 512, "encoder_depth": 12, "encoder_num_heads": 8}
     return _official_pretrain(_with_lg_defaults(defaults, overrides), overrides)
+
+
+_OFFICIAL_TPSBT_TINY = {"stage_depths": (1, 1, 1), "num_bottleneck_tokens": (2,)}
+_OFFICIAL_TINY_TPSBT_FT = {**{k: v for k, v in _OFFICIAL_TINY_FT.items() if k != "depth"}, **_OFFICIAL_TPSBT_TINY}
+_OFFICIAL_TINY_TPSBT_PT = {**{k: v for k, v in _OFFICIAL_TINY_PT.items() if k != "encoder_depth"}, **_OFFICIAL_TPSBT_TINY}
+
+
+@register_model(
+    "svfap_base_patch16_160",
+    system="svfap",
+    kind="finetune",
+    official=True,
+    tiny_overrides=_OFFICIAL_TINY_TPSBT_FT,
+)
+def svfap_base_patch16_160(**overrides: Any) -> nn.Module:
+    """Official name: SVFAP TPSBT classifier (512/8, stages 12/6/3); official arguments and defaults."""
+    defaults = {**_OFFICIAL_FT_DEFAULTS, "embed_dim": 512, "num_heads": 8}
+    return _official_finetune(defaults, overrides, TPSBT)
+
+
+@register_model(
+    "pretrain_svfap_base_patch16_160",
+    system="svfap",
+    kind="pretrain",
+    official=True,
+    tiny_overrides=_OFFICIAL_TINY_TPSBT_PT,
+    pretrain_cfg={"mask": {"type": "tube", "ratio": 0.9}, "frame_diff_group_size": None, "note": _SVFAP_OFFICIAL_BEHAVIOUR},
+)
+def pretrain_svfap_base_patch16_160(**overrides: Any) -> nn.Module:
+    """Official name: SVFAP pre-training model as registered (768-wide, 12-head encoder; fine-tuning is 512/8)."""
+    defaults = {**_OFFICIAL_PT_DEFAULTS, "encoder_embed_dim": 768, "encoder_num_heads": 12}
+    return _official_pretrain(defaults, overrides, TPSBT)

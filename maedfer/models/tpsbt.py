@@ -1,0 +1,252 @@
+"""TPSBT: the temporal-pyramid, spatial-bottleneck transformer of SVFAP.
+
+Stage 0 is a stack of plain ViT blocks on all (or the visible) tokens. Every later stage ``s``
+
+1. halves time with a temporal convolution (``temporal_downsamples[s-1]``: ``Conv1d(C, C, k, stride=k)`` over the frames
+   of each spatial position), giving ``Y``;
+2. pools each frame's tokens into ``G`` bottleneck tokens with a learned spatial attention (``spatial_downsamples``),
+   giving ``Z``;
+3. refines ``Z`` with ``d_s - 1`` cross/self blocks that read ``Y``;
+4. runs a last cross/self block on ``Y`` that reads ``Z`` and then attends over all of ``Y``.
+
+For classification the last stage's tokens are mean-pooled. For masked pre-training (``output="multiscale"``) every
+stage's output is brought back to the input's temporal length and summed with stage 0's.
+
+Two behaviours of the official pre-training encoder differ from the paper and from the fine-tuning model; both are
+reproducible through switches and fixed by default:
+
+* ``pretrain_context``: ``"bottleneck"`` (default) lets the last block of a stage read the bottleneck tokens, as in
+  fine-tuning and the paper; ``"official"`` makes it read the full patch embedding of **all** tokens, masked ones
+  included (information leak; the spatial attention and bottleneck blocks then get no gradient);
+* ``upsample``: ``"repeat"`` (default) repeats each stage frame over the input frames it covers; ``"official"``
+  reshapes the stage output with the temporal length *before* down-sampling, which scrambles token order.
+
+References:
+    Sun et al., "SVFAP: Self-supervised Video Facial Affect Perceiver", IEEE Transactions on Affective Computing, 2024.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..layers import Block, CrossSelfBlock, Mlp, drop_path_rates
+from .encoder import EncoderOutput, VideoEncoder, _check_divisible
+
+__all__ = ["SpatialAttentionPool", "TPSBT"]
+
+PretrainContext = Literal["bottleneck", "official"]
+Upsample = Literal["repeat", "official"]
+StageOutput = Literal["last", "multiscale"]
+
+
+class SpatialAttentionPool(nn.Module):
+    """Pool each frame's tokens into ``num_tokens`` bottleneck tokens with learned spatial attention.
+
+    Logits ``mlp(norm(x))`` give, per token, one score for each bottleneck slot; a softmax over the tokens of a frame
+    turns them into weights, and each slot is the weighted sum of the frame's (un-normalised) tokens.
+    Keys as the official ``SpatialAttention``: ``norm``, ``mlp.fc1``, ``mlp.fc2``.
+
+    Args:
+        dim: Token width C.
+        num_tokens: Bottleneck tokens per frame G.
+        hidden_dim: Hidden width of the scoring MLP (128 in SVFAP).
+        drop: Dropout on the scores.
+        norm_eps: LayerNorm epsilon.
+    """
+
+    def __init__(self, dim: int, num_tokens: int, *, hidden_dim: int = 128, drop: float = 0.0, norm_eps: float = 1e-6):
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, hidden_dim, num_tokens, drop=drop)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """Pool ``x (B, frames * P, C)`` (time-major) into ``(B, frames * G, C)``."""
+        batch, length, channels = x.shape
+        weights = self.mlp(self.norm(x)).reshape(batch * frames, length // frames, self.num_tokens)
+        weights = weights.softmax(dim=1).transpose(1, 2)  # (B*T, G, P)
+        pooled = weights @ x.reshape(batch * frames, length // frames, channels)
+        return pooled.reshape(batch, frames * self.num_tokens, channels)
+
+
+class TPSBT(VideoEncoder):
+    """SVFAP's TPSBT encoder.
+
+    Args:
+        num_heads: Heads of every attention (self and cross).
+        stage_depths: Blocks per stage; stage 0 holds plain blocks, each later stage ``d - 1`` bottleneck blocks and
+            one final block. Total depth ``sum(stage_depths)`` (21 in SVFAP).
+        num_bottleneck_tokens: Bottleneck tokens per frame for each later stage; one value is used for all.
+        temporal_kernel_size: Kernel and stride k of the temporal convolutions; the token grid's T' must be divisible
+            by ``k ** (len(stage_depths) - 1)``.
+        bottleneck_hidden_dim: Hidden width of the spatial-attention MLP (128).
+        output: ``"last"``: the last stage's tokens (classification); ``"multiscale"``: the sum of every stage's
+            output at the input's temporal resolution (pre-training). Defaults to ``"multiscale"`` when
+            ``global_pool=""`` and ``"last"`` otherwise.
+        pretrain_context: See the module docstring; only used with a mask.
+        upsample: See the module docstring; only used with ``output="multiscale"``.
+        mlp_ratio, qkv_bias, qk_scale, attn_drop_rate, drop_path_rate, init_values: As in
+            :class:`~maedfer.models.VideoViT` (the drop-path ramp spans all blocks).
+        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_heads: int = 8,
+        stage_depths: Sequence[int] = (12, 6, 3),
+        num_bottleneck_tokens: Sequence[int] | int = (8,),
+        temporal_kernel_size: int = 2,
+        bottleneck_hidden_dim: int = 128,
+        output: StageOutput | None = None,
+        pretrain_context: PretrainContext = "bottleneck",
+        upsample: Upsample = "repeat",
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        init_values: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        stage_depths = tuple(int(d) for d in stage_depths)
+        if len(stage_depths) < 1 or any(d < 1 for d in stage_depths[1:]) or stage_depths[0] < 0:
+            raise ValueError(f"stage_depths must be (d0, d1, ...) with d_s >= 1 for s >= 1, got {stage_depths}")
+        later = len(stage_depths) - 1
+        tokens = (num_bottleneck_tokens,) if isinstance(num_bottleneck_tokens, int) else tuple(num_bottleneck_tokens)
+        if len(tokens) == 1:
+            tokens = tokens * later
+        if len(tokens) != later:
+            raise ValueError(f"num_bottleneck_tokens needs 1 or {later} values, got {tokens}")
+        _check_divisible("token grid T' vs temporal_kernel_size ** (stages - 1)", self.grid_size[0], temporal_kernel_size**later)
+        if output is None:
+            output = "multiscale" if self.global_pool == "" else "last"
+        for name, value, allowed in (
+            ("output", output, ("last", "multiscale")),
+            ("pretrain_context", pretrain_context, ("bottleneck", "official")),
+            ("upsample", upsample, ("repeat", "official")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.stage_depths = stage_depths
+        self.num_bottleneck_tokens = tokens
+        self.temporal_kernel_size = temporal_kernel_size
+        self.output = output
+        self.pretrain_context = pretrain_context
+        self.upsample = upsample
+
+        drop_rate = kwargs.get("drop_rate", 0.0)
+        norm_eps = kwargs.get("norm_eps", 1e-6)
+        common = dict(
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop=drop_rate,
+            attn_drop=attn_drop_rate,
+            init_values=init_values,
+            norm_eps=norm_eps,
+        )
+        rates = iter(drop_path_rates(drop_path_rate, sum(stage_depths)))
+        self.temporal_downsamples = nn.ModuleList()
+        self.spatial_downsamples = nn.ModuleList()
+        for stage, depth in enumerate(stage_depths):
+            if stage == 0:
+                self.blocks.extend(Block(self.embed_dim, num_heads, drop_path=next(rates), **common) for _ in range(depth))
+                continue
+            self.temporal_downsamples.append(
+                nn.Conv1d(self.embed_dim, self.embed_dim, kernel_size=temporal_kernel_size, stride=temporal_kernel_size)
+            )
+            self.spatial_downsamples.append(
+                SpatialAttentionPool(
+                    self.embed_dim, tokens[stage - 1], hidden_dim=bottleneck_hidden_dim, drop=drop_rate, norm_eps=norm_eps
+                )
+            )
+            self.blocks.extend(
+                CrossSelfBlock(self.embed_dim, num_heads, drop_path=next(rates), **common) for _ in range(depth)
+            )
+        self.move_head_last()
+        self.init_weights()
+
+    def _stage_blocks(self, stage: int) -> list[nn.Module]:
+        start = sum(self.stage_depths[:stage])
+        return list(self.blocks[start : start + self.stage_depths[stage]])
+
+    def _temporal_down(self, x: torch.Tensor, stage: int, frames: int) -> torch.Tensor:
+        """``(B, frames * P, C)`` -> ``(B, frames / k * P, C)``, time-major in and out."""
+        batch, length, channels = x.shape
+        per_frame = length // frames
+        series = x.reshape(batch, frames, per_frame, channels).permute(0, 2, 3, 1).reshape(-1, channels, frames)
+        series = self.temporal_downsamples[stage - 1](series)
+        frames_out = series.shape[-1]
+        return series.reshape(batch, per_frame, channels, frames_out).permute(0, 3, 1, 2).reshape(batch, -1, channels)
+
+    def _upsample(self, x: torch.Tensor, stage: int, frames_before: int) -> torch.Tensor:
+        """Bring a stage output ``(B, T_s * P, C)`` back to the input's ``T'`` frames: ``(B, T' * P, C)``."""
+        batch, _, channels = x.shape
+        factor = self.temporal_kernel_size**stage
+        if self.upsample == "official":
+            # The official code splits the rows with the temporal length before down-sampling.
+            return x.reshape(batch, frames_before, -1, channels).repeat_interleave(factor, dim=1).reshape(batch, -1, channels)
+        frames_after = frames_before // self.temporal_kernel_size
+        return x.reshape(batch, frames_after, -1, channels).repeat_interleave(factor, dim=1).reshape(batch, -1, channels)
+
+    def _check_token_layout(self, positions: torch.Tensor) -> int:
+        """Tokens must cover every frame with the same spatial positions; returns tokens per frame P."""
+        batch, length = positions.shape
+        frames = self.grid_size[0]
+        if length % frames:
+            raise ValueError(f"TPSBT needs the same number of tokens in each of the {frames} frames, got {length} tokens")
+        per_frame = length // frames
+        if length != self.patch_embed.num_patches:
+            spatial = positions.reshape(batch, frames, per_frame) % (self.grid_size[1] * self.grid_size[2])
+            if bool((spatial != spatial[:, :1]).any()):
+                raise ValueError("TPSBT needs a tube mask (the same visible spatial positions in every frame)")
+        if self.output == "multiscale" and self.upsample == "official":
+            _check_divisible("visible tokens per frame vs temporal_kernel_size (official upsample)", per_frame, self.temporal_kernel_size)
+        return per_frame
+
+    def encode_tokens(
+        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+    ) -> EncoderOutput:
+        """Run the stages.
+
+        Args:
+            x: ``(B, N, C)`` tokens in raster order (all, or the visible ones of a tube mask).
+            positions: ``(B, N)`` raster indices.
+            all_tokens: The embedding of every token before masking ``(B, N_all, C)``; the context of the last block
+                of each stage when ``pretrain_context="official"``.
+
+        Returns:
+            ``output="last"``: the last stage's tokens ``(B, T_last * P, C)`` with the positions of the first input
+            frame each covers; ``output="multiscale"``: ``(B, N, C)`` with the input positions.
+        """
+        self._check_token_layout(positions)
+        for block in self._stage_blocks(0):
+            x = self.run_block(block, x)
+        fused = x if self.output == "multiscale" else None
+        frames = self.grid_size[0]
+        for stage in range(1, len(self.stage_depths)):
+            full = self._temporal_down(x, stage, frames)
+            blocks = self._stage_blocks(stage)
+            if self.pretrain_context == "official" and all_tokens is not None:
+                # Official pre-training: the bottleneck branch is computed there but never used; skip it.
+                context = all_tokens
+            else:
+                context = self.spatial_downsamples[stage - 1](full, frames // self.temporal_kernel_size)
+                for block in blocks[:-1]:
+                    context = self.run_block(block, context, full)
+            x = self.run_block(blocks[-1], full, context)
+            if fused is not None:
+                fused = fused + self._upsample(x, stage, frames)
+            frames //= self.temporal_kernel_size
+        if fused is not None:
+            return EncoderOutput(tokens=fused, positions=positions)
+        stride = self.temporal_kernel_size ** (len(self.stage_depths) - 1)
+        batch = positions.shape[0]
+        first_frames = positions.reshape(batch, self.grid_size[0], -1)[:, ::stride].reshape(batch, -1)
+        return EncoderOutput(tokens=x, positions=first_frames)

@@ -71,7 +71,8 @@ def init_weights_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
 class VideoEncoder(nn.Module):
     """Base class of every video encoder: tubelet embedding, fixed position table, blocks, norm, pooling and head.
 
-    Subclasses build ``self.blocks`` and implement :meth:`encode_tokens`; pooling can be customised through
+    Subclasses build ``self.blocks`` (from :attr:`block_kwargs`, :attr:`num_heads`, :attr:`init_values` and
+    :meth:`drop_path_schedule`) and implement :meth:`encode_tokens`; pooling can be customised through
     :meth:`pool_tokens`.
 
     Args:
@@ -81,6 +82,13 @@ class VideoEncoder(nn.Module):
         tubelet_size: Frames per token.
         in_chans: Input channels.
         embed_dim: Token width C.
+        num_heads: Attention heads of every block.
+        mlp_ratio: MLP hidden width relative to C.
+        qkv_bias: Learned q/v biases.
+        qk_scale: Attention logit scale (default ``head_dim ** -0.5``).
+        attn_drop_rate: Attention-weight dropout.
+        drop_path_rate: Final stochastic-depth rate (linear ramp over all blocks).
+        init_values: Layer-scale initial value (0/None: off).
         num_classes: Head outputs K; 0 leaves ``head`` as Identity.
         global_pool: ``"mean"``: mean over tokens, then ``fc_norm`` (LayerNorm) and no final token norm; ``"token"``:
             final LayerNorm and the first pooled token; ``""``: final LayerNorm on the tokens, no pooling (pre-training).
@@ -100,6 +108,13 @@ class VideoEncoder(nn.Module):
         tubelet_size: int = 2,
         in_chans: int = 3,
         embed_dim: int = 768,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        init_values: float | None = None,
         num_classes: int = 0,
         global_pool: GlobalPool = "mean",
         drop_rate: float = 0.0,
@@ -114,6 +129,18 @@ class VideoEncoder(nn.Module):
         if head_activation not in HEAD_ACTIVATIONS:
             raise ValueError(f"head_activation must be one of {sorted(map(str, HEAD_ACTIVATIONS))}, got {head_activation!r}")
         self.embed_dim = self.num_features = embed_dim
+        self.num_heads = num_heads
+        self.init_values = init_values
+        self.drop_path_rate = drop_path_rate
+        # Settings shared by every block of the encoder (all but the per-block drop-path rate and layer scale).
+        self.block_kwargs = dict(
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop=drop_rate,
+            attn_drop=attn_drop_rate,
+            norm_eps=norm_eps,
+        )
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.init_scale = init_scale
@@ -162,6 +189,10 @@ class VideoEncoder(nn.Module):
             self.head = head.to(self.patch_embed.proj.weight.device)
         else:
             self.head = nn.Identity()
+
+    def drop_path_schedule(self, depth: int) -> list[float]:
+        """Per-block stochastic-depth rates for ``depth`` blocks (linear ramp to ``drop_path_rate``)."""
+        return drop_path_rates(self.drop_path_rate, depth)
 
     def move_head_last(self) -> None:
         """Re-register ``norm``, ``fc_norm``, ``head`` after modules a subclass added, so that the state dict (and the
@@ -288,45 +319,14 @@ class VideoViT(VideoEncoder):
 
     Args:
         depth: Number of blocks.
-        num_heads: Attention heads.
-        mlp_ratio: MLP hidden width relative to C.
-        qkv_bias: Learned q/v biases.
-        qk_scale: Attention logit scale (default ``head_dim ** -0.5``).
-        attn_drop_rate: Attention-weight dropout.
-        drop_path_rate: Final stochastic-depth rate (linear ramp over blocks).
-        init_values: Layer-scale initial value (0/None: off).
-        **kwargs: :class:`VideoEncoder` arguments.
+        **kwargs: :class:`VideoEncoder` arguments (sizes, heads, dropout, layer scale, head ...).
     """
 
-    def __init__(
-        self,
-        *,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        init_values: float | None = None,
-        **kwargs,
-    ) -> None:
+    def __init__(self, *, depth: int = 12, **kwargs) -> None:
         super().__init__(**kwargs)
-        norm_eps = kwargs.get("norm_eps", 1e-6)
         self.blocks.extend(
-            Block(
-                self.embed_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop=kwargs.get("drop_rate", 0.0),
-                attn_drop=attn_drop_rate,
-                drop_path=rate,
-                init_values=init_values,
-                norm_eps=norm_eps,
-            )
-            for rate in drop_path_rates(drop_path_rate, depth)
+            Block(self.embed_dim, self.num_heads, drop_path=rate, init_values=self.init_values, **self.block_kwargs)
+            for rate in self.drop_path_schedule(depth)
         )
         self.init_weights()
 

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..layers import Attention, DropPath, Mlp, drop_path_rates
+from ..layers import Attention, DropPath, Mlp
 from .encoder import EncoderOutput, VideoEncoder, _check_divisible
 
 __all__ = ["LGIBlock", "LGIFormer"]
@@ -161,16 +161,14 @@ class LGIFormer(VideoEncoder):
         classify_tokens: Tokens pooled for classification: ``"region"`` (the messengers; every released MAE-DFER
             model), ``"org"`` (the local tokens) or ``"all"``.
         first_attn, third_attn, share_attn, use_second, use_third: Block variants, see :class:`LGIBlock`.
-        mlp_ratio, qkv_bias, qk_scale, attn_drop_rate, drop_path_rate: As in :class:`~maedfer.models.VideoViT`.
-        init_values: Layer scale is not supported by the LGI-Former (the official block raises on it); only 0/None.
-        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments.
+        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments. Layer scale (``init_values``) is not
+            supported by the LGI-Former (the official block raises on it).
     """
 
     def __init__(
         self,
         *,
         depth: int = 16,
-        num_heads: int = 8,
         region_size: tuple[int, int, int] = (2, 5, 10),
         classify_tokens: ClassifyTokens = "region",
         first_attn: AttnKind = "self",
@@ -178,16 +176,11 @@ class LGIFormer(VideoEncoder):
         share_attn: SharedAttn = "none",
         use_second: bool = True,
         use_third: bool = True,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        init_values: float | None = None,
         **kwargs,
     ) -> None:
+        kwargs.setdefault("num_heads", 8)
         super().__init__(**kwargs)
-        if init_values:
+        if self.init_values:
             raise ValueError("the LGI-Former does not support layer scale (init_values must be 0 or None)")
         if classify_tokens not in ("region", "org", "all"):
             raise ValueError(f"classify_tokens must be 'region', 'org' or 'all', got {classify_tokens!r}")
@@ -201,25 +194,19 @@ class LGIFormer(VideoEncoder):
         self.num_regions = self.region_grid[0] * self.region_grid[1] * self.region_grid[2]
         self.classify_tokens = classify_tokens
         self.lg_region_tokens = nn.Parameter(torch.zeros(self.num_regions, self.embed_dim))
-        norm_eps = kwargs.get("norm_eps", 1e-6)
         self.blocks.extend(
             LGIBlock(
                 self.embed_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop=kwargs.get("drop_rate", 0.0),
-                attn_drop=attn_drop_rate,
+                self.num_heads,
                 drop_path=rate,
                 first_attn=first_attn,
                 third_attn=third_attn,
                 share_attn=share_attn,
                 use_second=use_second,
                 use_third=use_third,
-                norm_eps=norm_eps,
+                **self.block_kwargs,
             )
-            for rate in drop_path_rates(drop_path_rate, depth)
+            for rate in self.drop_path_schedule(depth)
         )
         # Region id of every raster position, and the grouping permutation for the full (unmasked) grid.
         t_idx, h_idx, w_idx = torch.meshgrid(*(torch.arange(g) for g in self.grid_size), indexing="ij")

@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..layers import Block, CrossSelfBlock, Mlp, drop_path_rates
+from ..layers import Block, CrossSelfBlock, Mlp
 from .encoder import EncoderOutput, VideoEncoder, _check_divisible
 
 __all__ = ["SpatialAttentionPool", "TPSBT"]
@@ -77,7 +77,6 @@ class TPSBT(VideoEncoder):
     """SVFAP's TPSBT encoder.
 
     Args:
-        num_heads: Heads of every attention (self and cross).
         stage_depths: Blocks per stage; stage 0 holds plain blocks, each later stage ``d - 1`` bottleneck blocks and
             one final block. Total depth ``sum(stage_depths)`` (21 in SVFAP).
         num_bottleneck_tokens: Bottleneck tokens per frame for each later stage; one value is used for all.
@@ -89,15 +88,12 @@ class TPSBT(VideoEncoder):
             ``global_pool=""`` and ``"last"`` otherwise.
         pretrain_context: See the module docstring; only used with a mask.
         upsample: See the module docstring; only used with ``output="multiscale"``.
-        mlp_ratio, qkv_bias, qk_scale, attn_drop_rate, drop_path_rate, init_values: As in
-            :class:`~maedfer.models.VideoViT` (the drop-path ramp spans all blocks).
-        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments.
+        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments (the drop-path ramp spans all blocks).
     """
 
     def __init__(
         self,
         *,
-        num_heads: int = 8,
         stage_depths: Sequence[int] = (12, 6, 3),
         num_bottleneck_tokens: Sequence[int] | int = (8,),
         temporal_kernel_size: int = 2,
@@ -105,14 +101,9 @@ class TPSBT(VideoEncoder):
         output: StageOutput | None = None,
         pretrain_context: PretrainContext = "bottleneck",
         upsample: Upsample = "repeat",
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        init_values: float | None = None,
         **kwargs,
     ) -> None:
+        kwargs.setdefault("num_heads", 8)
         super().__init__(**kwargs)
         stage_depths = tuple(int(d) for d in stage_depths)
         if len(stage_depths) < 1 or any(d < 1 for d in stage_depths[1:]) or stage_depths[0] < 0:
@@ -140,34 +131,30 @@ class TPSBT(VideoEncoder):
         self.pretrain_context = pretrain_context
         self.upsample = upsample
 
-        drop_rate = kwargs.get("drop_rate", 0.0)
-        norm_eps = kwargs.get("norm_eps", 1e-6)
-        common = dict(
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            init_values=init_values,
-            norm_eps=norm_eps,
-        )
-        rates = iter(drop_path_rates(drop_path_rate, sum(stage_depths)))
+        common = dict(init_values=self.init_values, **self.block_kwargs)
+        rates = iter(self.drop_path_schedule(sum(stage_depths)))
         self.temporal_downsamples = nn.ModuleList()
         self.spatial_downsamples = nn.ModuleList()
         for stage, depth in enumerate(stage_depths):
             if stage == 0:
-                self.blocks.extend(Block(self.embed_dim, num_heads, drop_path=next(rates), **common) for _ in range(depth))
+                self.blocks.extend(
+                    Block(self.embed_dim, self.num_heads, drop_path=next(rates), **common) for _ in range(depth)
+                )
                 continue
             self.temporal_downsamples.append(
                 nn.Conv1d(self.embed_dim, self.embed_dim, kernel_size=temporal_kernel_size, stride=temporal_kernel_size)
             )
             self.spatial_downsamples.append(
                 SpatialAttentionPool(
-                    self.embed_dim, tokens[stage - 1], hidden_dim=bottleneck_hidden_dim, drop=drop_rate, norm_eps=norm_eps
+                    self.embed_dim,
+                    tokens[stage - 1],
+                    hidden_dim=bottleneck_hidden_dim,
+                    drop=self.block_kwargs["drop"],
+                    norm_eps=self.block_kwargs["norm_eps"],
                 )
             )
             self.blocks.extend(
-                CrossSelfBlock(self.embed_dim, num_heads, drop_path=next(rates), **common) for _ in range(depth)
+                CrossSelfBlock(self.embed_dim, self.num_heads, drop_path=next(rates), **common) for _ in range(depth)
             )
         self.move_head_last()
         self.init_weights()

@@ -26,7 +26,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.1"],
+        # Audio front end (HiCMAE): torchaudio's kaldi-compatible fbank; pick the torchaudio matching your torch.
+        "audio": ["torchaudio>=2.0"],
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.1", "torchaudio>=2.0"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

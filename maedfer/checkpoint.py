@@ -432,10 +432,12 @@ def adapt_state_dict(
     1. If the model defines ``checkpoint_filter_fn(state_dict) -> state_dict``,
        it is applied first (model-specific conversions).
     2. Each leading ``backbone.`` or ``encoder.`` is removed from checkpoint keys,
-       but only for a prefix that no key of the model itself starts with. This
-       turns ``encoder.blocks.0...`` into ``blocks.0...`` for MAE-DFER / SVFAP
+       but only for a prefix that no key of the model itself starts with and
+       whose removal makes at least one key match the model. This turns
+       ``encoder.blocks.0...`` into ``blocks.0...`` for MAE-DFER / SVFAP
        fine-tuning models, and leaves HiCMAE's ``encoder.*`` keys alone because
-       the HiCMAE fine-tuning model has ``encoder.*`` keys too.
+       the HiCMAE fine-tuning model has ``encoder.*`` keys too (or, audio-only,
+       has no use for them).
     3. If ``drop_mismatched_head``, ``head.weight`` / ``head.bias`` are removed
        when the model has them with a different shape (another class count).
        This is done after step 2, so a prefixed head is recognised as well.
@@ -466,7 +468,12 @@ def adapt_state_dict(
         logger.debug("Applied %s.checkpoint_filter_fn.", type(model).__name__)
 
     model_state = model.state_dict()
-    strip = [p for p in _TRANSFER_PREFIXES if not any(k.startswith(p) for k in model_state)]
+    strip = [
+        p
+        for p in _TRANSFER_PREFIXES
+        if not any(k.startswith(p) for k in model_state)
+        and any(k.startswith(p) and k[len(p):] in model_state for k in state)
+    ]
     adapted: dict[str, Tensor] = {}
     origin: dict[str, str] = {}
     stripped = 0

@@ -161,6 +161,73 @@ def _check_video_pretrain(fx: dict[str, Any], cmp: _Comparer) -> None:
                 cmp.close(f"{entry['label']}.{key}", losses[key], entry[key])
 
 
+def _check_audio_visual_pretrain(fx: dict[str, Any], cmp: _Comparer) -> None:
+    from .tasks.pretrain import AudioVisualReconstructionObjective
+
+    model = _official_pretrain_model(fx)
+    inputs, outputs = fx["inputs"], fx["outputs"]
+    video, mask, audio, mask_audio = inputs["video"], inputs["mask"], inputs["audio"], inputs["mask_audio"]
+    with torch.no_grad():
+        out = model(video, mask, audio, mask_audio)
+        video_enc, audio_enc = model.forward_encoders(video, mask, audio, mask_audio)
+        fusion_video, fusion_audio = model.encoder_fusion(video_enc.tokens, audio_enc.tokens)
+    cmp.close("pred_video", out.pred_video, outputs["pred_video"])
+    cmp.close("pred_audio", out.pred_audio, outputs["pred_audio"])
+    for name, ours, theirs in (
+        ("logits_per_video", out.logits_per_video, outputs["logits_per_video"]),
+        ("logits_per_audio", out.logits_per_audio, outputs["logits_per_audio"]),
+        ("encoder_video_intermediate", video_enc.layers, outputs["encoder_video_intermediate"]),
+        ("encoder_audio_intermediate", audio_enc.layers, outputs["encoder_audio_intermediate"]),
+    ):
+        cmp.equal(f"{name}.levels", len(ours), len(theirs))
+        for level, (a, b) in enumerate(zip(ours, theirs)):
+            cmp.close(f"{name}[{level}]", a, b)
+    cmp.close("encoder_video", video_enc.tokens, outputs["encoder_video"])
+    cmp.close("encoder_audio", audio_enc.tokens, outputs["encoder_audio"])
+    cmp.close("fusion_video", fusion_video, outputs["fusion_video"])
+    cmp.close("fusion_audio", fusion_audio, outputs["fusion_audio"])
+    for entry in fx["losses"]:
+        kwargs = entry["engine_kwargs"]
+        objective = AudioVisualReconstructionObjective(
+            video=_video_objective(kwargs),
+            audio_patch_size=int(kwargs["patch_size_audio"]),
+            normalize_audio_target=bool(kwargs.get("normlize_target_audio", True)),
+            contrastive_weight=float(kwargs["loss_weight"]),
+            temperature=model.temperature,
+        )
+        video_targets, audio_targets = objective.targets(video, mask, audio, mask_audio)
+        if "targets_video" in entry:
+            cmp.close(f"{entry['label']}.targets_video", video_targets, entry["targets_video"])
+            cmp.close(f"{entry['label']}.targets_audio", audio_targets, entry["targets_audio"])
+        losses = objective.loss(out, video_targets, audio_targets)
+        for ours, theirs in (("loss", "loss"), ("loss_video", "loss_video"), ("loss_audio", "loss_audio"),
+                             ("loss_contrastive", "loss_hcmcl")):
+            if theirs in entry:
+                cmp.close(f"{entry['label']}.{theirs}", losses[ours], entry[theirs])
+
+
+def _check_audio_fbank(fx: dict[str, Any], cmp: _Comparer) -> None:
+    from .audio import FbankConfig, num_fbank_frames, wav_to_fbank
+
+    params = fx["params"]
+    config = FbankConfig(
+        sample_rate=int(params["sample_rate"]),
+        num_mel_bins=int(params["num_mel_bins"]),
+        target_length=int(params["target_length"]),
+        mean=float(params["mean"]),
+        std=float(params["std"]),
+        freq_mask=int(params.get("freqm", 0)),
+        time_mask=int(params.get("timem", 0)),
+    )
+    waveform = fx["inputs"]["waveform"]
+    for index, case in enumerate(fx["cases"]):
+        start, end = int(case["audio_start_idx"]), int(case["audio_end_idx"])
+        name = f"cases[{index}]({case['name']})"
+        cmp.equal(f"{name}.frames", num_fbank_frames(end - start, config.sample_rate), case["num_fbank_frames_before_pad_or_cut"])
+        fbank = wav_to_fbank(waveform[:, start:end], config, gain=float(case.get("gain", 1.0)))
+        cmp.close(f"{name}.fbank", fbank, case["fbank"])
+
+
 def _check_pretrain_to_finetune(fx: dict[str, Any], cmp: _Comparer) -> None:
     from .checkpoint import load_checkpoint
 
@@ -234,6 +301,10 @@ SUPPORTED: dict[tuple[str, str], _Checker] = {
     ("svfap", "finetune"): _check_finetune,
     ("svfap", "pretrain"): _check_video_pretrain,
     ("svfap", "pretrain_to_finetune"): _check_pretrain_to_finetune,
+    ("hicmae", "finetune"): _check_finetune,
+    ("hicmae", "pretrain"): _check_audio_visual_pretrain,
+    ("hicmae", "pretrain_to_finetune"): _check_pretrain_to_finetune,
+    ("hicmae", "audio_fbank"): _check_audio_fbank,
 }
 
 

@@ -1,6 +1,8 @@
 """Reconstruction targets for video masked autoencoders.
 
-Follows the VideoMAE / MAE-DFER / SVFAP pre-training engines exactly:
+Follows the VideoMAE / MAE-DFER / SVFAP / HiCMAE pre-training engines exactly.
+
+Video targets:
 
 1. the input clip, normalised with the ImageNet statistics, is un-normalised back to ``[0, 1]``
    pixel values: ``x = video * std + mean``;
@@ -16,6 +18,12 @@ Layout conventions:
   ``n = (t * H' + h) * W' + w``;
 * inside a token the pixel index is ``(tau * p + i) * p + j`` (``tau`` frame within the tubelet,
   ``i`` row, ``j`` column), and a flattened token has element ``pixel * C + c``.
+
+Spectrogram (audio) targets, as in the HiCMAE engine: the log-mel filter-bank input ``(B, C, T, F)``
+is used as it is (no un-normalisation), cut into ``p x p`` tokens raster-ordered over
+``(T / p, F / p)`` with time slowest (``n = t * F' + f``), pixel index ``i * p + j`` inside a token
+(``i`` along time, ``j`` along frequency), optionally normalised per token and channel the same way,
+and flattened with the channel fastest.
 """
 
 from __future__ import annotations
@@ -30,7 +38,10 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "gather_masked",
+    "patchify_spectrogram",
     "patchify_video",
+    "spectrogram_reconstruction_targets",
+    "unpatchify_spectrogram",
     "unpatchify_video",
     "video_reconstruction_targets",
 ]
@@ -189,6 +200,21 @@ def _channel_constant(values: Sequence[float], name: str, channels: int, like: t
     return const.view(1, channels, 1, 1, 1)
 
 
+def _normalize_tokens(tokens: torch.Tensor, eps: float) -> torch.Tensor:
+    """Normalise every token and channel over its pixels with the unbiased std plus ``eps``.
+
+    Args:
+        tokens: ``(B, N, P, C)``; the statistics are taken over the ``P`` pixels.
+        eps: Added to the standard deviation.
+
+    Returns:
+        ``(B, N, P, C)``: ``(v - mean) / (std_unbiased + eps)``.
+    """
+    centred = tokens - tokens.mean(dim=-2, keepdim=True)
+    scale = tokens.var(dim=-2, unbiased=True, keepdim=True).sqrt() + eps
+    return centred / scale
+
+
 def video_reconstruction_targets(
     video: torch.Tensor,
     *,
@@ -246,9 +272,7 @@ def video_reconstruction_targets(
         x = x * _channel_constant(std, "std", channels, x) + _channel_constant(mean, "mean", channels, x)
         tokens = patchify_video(x, patch_size, tubelet_size)  # (B, N, P, C)
         if normalize:
-            centred = tokens - tokens.mean(dim=-2, keepdim=True)
-            scale = tokens.var(dim=-2, unbiased=True, keepdim=True).sqrt() + eps
-            tokens = centred / scale
+            tokens = _normalize_tokens(tokens, eps)
         if frame_diff_group_size is not None:
             g = frame_diff_group_size
             clip = unpatchify_video(tokens, grid, patch_size, tubelet_size, channels)
@@ -287,3 +311,137 @@ def gather_masked(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"every sample must have the same number of masked tokens; got {counts.tolist()}")
     mask = mask.to(tokens.device)
     return tokens[mask].reshape(tokens.shape[0], -1, tokens.shape[2])
+
+
+# ----------------------------------------------------------------------------------------------
+# Spectrogram (audio) targets
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_spectrogram(spec: torch.Tensor, patch_size: int) -> None:
+    """Validate a ``(B, C, T, F)`` spectrogram against the patch size.
+
+    Args:
+        spec: Spectrogram tensor.
+        patch_size: Square patch size p.
+
+    Raises:
+        ValueError: If the tensor is not 4-D or ``T``, ``F`` are not divisible by ``p``.
+    """
+    _check_positive_int(patch_size, "patch_size")
+    if not isinstance(spec, torch.Tensor) or spec.dim() != 4:
+        shape = tuple(spec.shape) if isinstance(spec, torch.Tensor) else type(spec).__name__
+        raise ValueError(f"spectrogram must be a (B, C, T, F) tensor, got {shape}")
+    _, _, frames, bins = spec.shape
+    if frames % patch_size or bins % patch_size:
+        raise ValueError(
+            f"spectrogram of shape {tuple(spec.shape)} cannot be split into {patch_size} x {patch_size} "
+            "patches: T and F must be divisible by patch_size"
+        )
+
+
+def patchify_spectrogram(spec: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut a spectrogram into non-overlapping ``p x p`` tokens.
+
+    Args:
+        spec: ``(B, C, T, F)`` (time, then frequency).
+        patch_size: Square patch size p.
+
+    Returns:
+        ``(B, N, p * p, C)`` with ``N = (T / p) * (F / p)``, token ``n = t * (F / p) + f`` (time
+        slowest) and pixel index ``i * p + j`` inside a token (``i`` along time, ``j`` along frequency).
+
+    Raises:
+        ValueError: If the shape does not fit the patch size.
+    """
+    _check_spectrogram(spec, patch_size)
+    return rearrange(spec, "b c (t p1) (f p2) -> b (t f) (p1 p2) c", p1=patch_size, p2=patch_size)
+
+
+def unpatchify_spectrogram(
+    patches: torch.Tensor,
+    grid: tuple[int, int],
+    patch_size: int,
+    channels: int = 1,
+) -> torch.Tensor:
+    """Exact inverse of :func:`patchify_spectrogram` (also accepts flattened, channel-fastest tokens).
+
+    Args:
+        patches: ``(B, N, p * p * C)`` with element index ``pixel * C + c``, or ``(B, N, p * p, C)``.
+        grid: Token grid ``(T', F')`` with ``N = T' * F'``.
+        patch_size: Square patch size p.
+        channels: Channels C.
+
+    Returns:
+        ``(B, C, T' * p, F' * p)``.
+
+    Raises:
+        ValueError: If the shape of ``patches`` does not match the arguments.
+    """
+    _check_positive_int(patch_size, "patch_size")
+    _check_positive_int(channels, "channels")
+    if len(grid) != 2:
+        raise ValueError(f"grid must be (T', F'), got {grid!r}")
+    for size in grid:
+        _check_positive_int(size, "grid entries")
+    frames, bins = grid
+    pixels = patch_size * patch_size
+    num_tokens = frames * bins
+    if not isinstance(patches, torch.Tensor):
+        raise ValueError(f"patches must be a tensor, got {type(patches).__name__}")
+    if patches.dim() == 3:
+        if patches.shape[1:] != (num_tokens, pixels * channels):
+            raise ValueError(
+                f"flattened patches must have shape (B, {num_tokens}, {pixels * channels}) for grid {tuple(grid)}, "
+                f"patch_size={patch_size}, channels={channels}; got {tuple(patches.shape)}"
+            )
+        patches = patches.reshape(patches.shape[0], num_tokens, pixels, channels)
+    elif patches.dim() == 4:
+        if patches.shape[1:] != (num_tokens, pixels, channels):
+            raise ValueError(
+                f"patches must have shape (B, {num_tokens}, {pixels}, {channels}) for grid {tuple(grid)}, "
+                f"patch_size={patch_size}, channels={channels}; got {tuple(patches.shape)}"
+            )
+    else:
+        raise ValueError(f"patches must be 3-D or 4-D, got shape {tuple(patches.shape)}")
+    return rearrange(
+        patches, "b (t f) (p1 p2) c -> b c (t p1) (f p2)", t=frames, f=bins, p1=patch_size, p2=patch_size
+    )
+
+
+def spectrogram_reconstruction_targets(
+    spec: torch.Tensor,
+    *,
+    patch_size: int,
+    normalize: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Per-token reconstruction targets of a spectrogram, for every token (HiCMAE audio branch).
+
+    The spectrogram is used as it is: unlike the video targets there is no un-normalisation.
+    Computed without gradient; half-precision inputs are upcast, so the targets are float32
+    (float64 input stays float64).
+
+    Args:
+        spec: ``(B, C, T, F)`` input filter bank (time, then frequency).
+        patch_size: Square patch size p.
+        normalize: Normalise each token and channel over its ``p * p`` values:
+            ``(v - mean) / (std_unbiased + eps)``.
+        eps: Added to the per-token standard deviation.
+
+    Returns:
+        ``(B, N, p * p * C)``, tokens raster-ordered over ``(T / p, F / p)`` with time slowest,
+        element index ``pixel * C + c``.
+
+    Raises:
+        ValueError: On malformed arguments.
+    """
+    _check_spectrogram(spec, patch_size)
+    if patch_size * patch_size < 2 and normalize:
+        raise ValueError("normalize=True needs at least 2 values per token (patch_size >= 2)")
+    dtype = torch.promote_types(spec.dtype, torch.float32)
+    with torch.no_grad():
+        tokens = patchify_spectrogram(spec.detach().to(dtype), patch_size)  # (B, N, p*p, C)
+        if normalize:
+            tokens = _normalize_tokens(tokens, eps)
+        return tokens.reshape(tokens.shape[0], tokens.shape[1], -1)

@@ -11,7 +11,9 @@ import torch
 import maedfer
 from maedfer.layers import use_fused_attention
 from maedfer.masking import PartWindowMaskGenerator, TubeMaskGenerator
-from maedfer.models import LGIFormer, MaskedVideoAutoencoder, VideoEncoder
+from maedfer.masking import RandomMaskGenerator
+from maedfer.models import LGIFormer, MaskedVideoAutoencoder, TokenEncoder
+from maedfer.models.audio_visual import AudioVisualClassifier, AudioVisualMaskedAutoencoder
 
 MANIFESTS = Path(__file__).parent / "fixtures" / "official" / "manifests"
 ALL_MODELS = maedfer.list_models(include_official=True)
@@ -31,7 +33,7 @@ def _pretrain_mask(model: MaskedVideoAutoencoder, batch: int) -> torch.Tensor:
     return generator.batch(batch, generator=torch.Generator().manual_seed(0))
 
 
-def _clip(encoder: VideoEncoder, batch: int = 2) -> torch.Tensor:
+def _clip(encoder: TokenEncoder, batch: int = 2) -> torch.Tensor:
     embed = encoder.patch_embed
     return torch.randn(batch, 3, embed.num_frames, embed.img_size, embed.img_size)
 
@@ -47,6 +49,11 @@ def test_registry_lists_clean_and_official_names() -> None:
         "pretrain_videomae_base_dim512_no_depth_patch16_160",
         "svfap_base_patch16_160",
         "pretrain_svfap_base_patch16_160",
+        "avit_dim256_patch16_160_a256",
+        "avit_dim384_patch16_160_a256",
+        "avit_dim512_patch16_160_a256",
+        "pretrain_hicmae_dim384_patch16_160_a256",
+        "pretrain_hicmae_dim512_patch16_160_a256",
     }
     assert maedfer.list_models("mae_dfer*") == ["mae_dfer_base", "mae_dfer_pretrain_base"]
     assert maedfer.list_models(kind="pretrain", system="videomae") == ["videomae_pretrain_base_160"]
@@ -54,15 +61,43 @@ def test_registry_lists_clean_and_official_names() -> None:
         maedfer.create_model("mae_dfer_bsae")
 
 
+def _spectrogram(encoder: TokenEncoder, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 1, *encoder.patch_embed.input_size)
+
+
+def _run_tiny(model: torch.nn.Module, kind: str) -> torch.Tensor:
+    """Forward a tiny model on random inputs of the right kind; returns one tensor to back-propagate."""
+    if isinstance(model, AudioVisualClassifier):
+        out = model(_clip(model.encoder), _spectrogram(model.encoder_audio))
+        assert out.shape == (2, model.num_classes)
+        return out
+    if isinstance(model, AudioVisualMaskedAutoencoder):
+        mask = TubeMaskGenerator(model.encoder.grid_size, 0.75).batch(2)
+        mask_audio = RandomMaskGenerator(model.encoder_audio.grid_size, 0.75).batch(2)
+        out = model(_clip(model.encoder), mask, _spectrogram(model.encoder_audio), mask_audio)
+        assert out.pred_video.shape[:2] == (2, int(mask[0].sum()))
+        assert out.pred_audio.shape == (2, int(mask_audio[0].sum()), model.encoder_audio.patch_embed.patch_size**2)
+        assert len(out.video_embeddings) == len(model.return_intermediate_features)
+        return torch.cat([out.pred_video.flatten(), out.pred_audio.flatten(), torch.stack(out.logits_per_video).flatten()])
+    if kind == "finetune":
+        out = model(_clip(model))
+        assert out.shape == (2, model.num_classes)
+        return out
+    video = _clip(model.encoder)
+    mask = _pretrain_mask(model, 2)
+    out = model(video, mask)
+    patch = model.encoder.patch_embed
+    assert out.shape == (2, int(mask[0].sum()), 3 * patch.tubelet_size * patch.patch_size**2)
+    return out
+
+
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_tiny_forward_backward(name: str) -> None:
     torch.manual_seed(0)
     model = _tiny(name).train()
     entry = maedfer.model_entry(name)
-    if entry.kind == "finetune":
-        video = _clip(model)
-        out = model(video)
-        assert out.shape == (2, model.num_classes)
+    if entry.system == "hicmae" or entry.kind == "finetune":
+        out = _run_tiny(model, entry.kind)
     else:
         video = _clip(model.encoder)
         mask = _pretrain_mask(model, 2)
@@ -75,7 +110,7 @@ def test_tiny_forward_backward(name: str) -> None:
     no_grad = [n for n, p in params.items() if p.grad is None]
     # Only the last LGI block's stage-3 attention can be unused (messenger-pooled classifier); nothing else.
     allowed = ("third_attn", "third_attn_norm0", "third_attn_norm1")
-    last = f"blocks.{len(model.blocks) - 1}." if entry.kind == "finetune" else None
+    last = f"blocks.{len(model.blocks) - 1}." if entry.kind == "finetune" and entry.system != "hicmae" else None
     for n in no_grad:
         assert last is not None and n.startswith(last) and n[len(last):].split(".")[0] in allowed, n
     assert all(torch.isfinite(p.grad).all() for p in params.values() if p.grad is not None)
@@ -85,11 +120,14 @@ def test_tiny_forward_backward(name: str) -> None:
 def test_fused_and_manual_attention_agree_on_models(name: str) -> None:
     torch.manual_seed(1)
     model = _tiny(name).eval()
-    video = _clip(model)
+    if isinstance(model, AudioVisualClassifier):
+        inputs = (_clip(model.encoder), _spectrogram(model.encoder_audio))
+    else:
+        inputs = (_clip(model),)
     with torch.no_grad(), use_fused_attention(True):
-        fused = model.forward_features(video)
+        fused = model.forward_features(*inputs)
     with torch.no_grad(), use_fused_attention(False):
-        manual = model.forward_features(video)
+        manual = model.forward_features(*inputs)
     torch.testing.assert_close(fused, manual, atol=1e-5, rtol=1e-4)
 
 
@@ -99,7 +137,7 @@ def _manifest_cases() -> list[tuple[str, str]]:
         if path.name == "flops.json":
             continue
         data = json.loads(path.read_text())
-        if data.get("system") in ("mae_dfer", "svfap") and "construction_error" not in data:
+        if "construction_error" not in data:
             cases.append((path.name, data["official_name"]))
     return cases
 

@@ -13,7 +13,7 @@ from maedfer.parity import check_fixture, collect_fixture_files, read_fixture_he
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = ROOT / "tests" / "fixtures" / "official"
-SYSTEMS = ("mae_dfer", "svfap")
+SYSTEMS = ("mae_dfer", "svfap", "hicmae")
 SUPPORTED = [p for p in collect_fixture_files([OFFICIAL]) if read_fixture_header(p)["system"] in SYSTEMS]
 MAE_DFER = [p for p in SUPPORTED if read_fixture_header(p)["system"] == "mae_dfer"]
 
@@ -23,6 +23,11 @@ def test_all_supported_fixtures_are_present() -> None:
         "svfap_finetune",
         "svfap_pretrain",
         "svfap_pretrain_to_finetune",
+        "hicmae_audio_fbank",
+        "hicmae_finetune",
+        "hicmae_finetune_regression",
+        "hicmae_pretrain",
+        "hicmae_pretrain_to_finetune",
     }
     names = {p.stem for p in MAE_DFER}
     assert names == {
@@ -43,9 +48,12 @@ def test_fixture_passes(path: Path) -> None:
     fx = read_fixture_header(path)
     if fx["kind"] != "mask_generator":
         assert result.max_abs_err <= fx["atol"]
-        assert any(name.endswith(("logits", "pred")) for name in result.checked)
+        assert any(name.endswith(("logits", "pred", "pred_video", "fbank")) for name in result.checked)
     if fx["kind"] == "pretrain":
-        assert {"official_script.loss", "official_script.targets"} <= set(result.checked)
+        targets = "targets_video" if fx["system"] == "hicmae" else "targets"
+        assert {"official_script.loss", f"official_script.{targets}"} <= set(result.checked)
+    if fx["system"] == "hicmae" and fx["kind"] == "pretrain":
+        assert {"official_script.loss_hcmcl", "argparse_default.loss_audio", "fusion_audio"} <= set(result.checked)
 
 
 def test_tampered_fixture_fails(tmp_path: Path) -> None:
@@ -85,11 +93,11 @@ def _run_tool(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_passes_on_mae_dfer_and_svfap() -> None:
-    proc = _run_tool(str(OFFICIAL), "--systems", "mae_dfer,svfap")
+def test_cli_passes_on_every_official_fixture() -> None:
+    proc = _run_tool(str(OFFICIAL))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
-    assert len(lines) == 10 and all(line.startswith("PASS ") and "max_abs_err=" in line for line in lines)
+    assert len(lines) == 15 and all(line.startswith("PASS ") and "max_abs_err=" in line for line in lines)
 
 
 def test_cli_fails_on_unsupported_kind(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 """Forward-pass latency of registered models, fused (SDPA) vs manual attention, in one process.
 
 Examples:
-    python tools/benchmark.py                                   # base LGI-Former (DFEW) and ViT-B, CPU, 2 threads
+    python tools/benchmark.py                                   # the paper models, CPU, 2 threads
     python tools/benchmark.py --models mae_dfer_base --batch 8 --device cuda --precision bf16
     python tools/benchmark.py --attention both --json bench.json
 
@@ -24,16 +24,17 @@ import torch
 
 import maedfer
 from maedfer.layers import use_fused_attention
+from maedfer.models import example_inputs
 
 
-def _time_forward(model: torch.nn.Module, clip: torch.Tensor, warmup: int, repeats: int, autocast) -> list[float]:
-    sync = torch.cuda.synchronize if clip.is_cuda else (lambda: None)
+def _time_forward(model: torch.nn.Module, inputs: tuple, warmup: int, repeats: int, autocast) -> list[float]:
+    sync = torch.cuda.synchronize if inputs[0].is_cuda else (lambda: None)
     times = []
     with torch.inference_mode(), autocast:
         for index in range(warmup + repeats):
             sync()
             start = time.perf_counter()
-            model(clip)
+            model(*inputs)
             sync()
             if index >= warmup:
                 times.append(time.perf_counter() - start)
@@ -57,7 +58,7 @@ def machine_description(device: torch.device) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["mae_dfer_base", "videomae_base_160"])
+    parser.add_argument("--models", nargs="+", default=["mae_dfer_base", "videomae_base_160", "svfap_base", "hicmae_base"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
@@ -79,13 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         torch.manual_seed(0)
         model = maedfer.create_model(name).to(device).eval()
-        embed = model.patch_embed
-        clip = torch.randn(args.batch, 3, embed.num_frames, embed.img_size, embed.img_size, device=device)
+        inputs = tuple(t.to(device) for t in example_inputs(model, args.batch))
         params = sum(p.numel() for p in model.parameters())
         autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
         for mode in modes:
             with use_fused_attention(mode == "fused"):
-                times = _time_forward(model, clip, args.warmup, args.repeats, autocast)
+                times = _time_forward(model, inputs, args.warmup, args.repeats, autocast)
             median = statistics.median(times)
             row = {
                 "model": name,

@@ -4,7 +4,7 @@ from .attention import Attention, fused_attention_enabled, set_fused_attention, 
 from .block import Block, CrossSelfBlock, residual
 from .drop import DropPath, drop_path, drop_path_rates, layer_scale_parameter
 from .mlp import Mlp
-from .patch_embed import TubeletEmbed
+from .patch_embed import SpectrogramEmbed, TubeletEmbed
 from .pos_embed import sinusoid_table_1d
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "CrossSelfBlock",
     "DropPath",
     "Mlp",
+    "SpectrogramEmbed",
     "TubeletEmbed",
     "drop_path",
     "drop_path_rates",

@@ -1,11 +1,11 @@
-"""Tubelet (video) patch embedding."""
+"""Patch embeddings: tubelets of a video clip, patches of a spectrogram."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["TubeletEmbed"]
+__all__ = ["SpectrogramEmbed", "TubeletEmbed"]
 
 
 class TubeletEmbed(nn.Module):
@@ -67,3 +67,50 @@ class TubeletEmbed(nn.Module):
                 f"{self.num_frames}x{self.img_size}x{self.img_size}"
             )
         return self.proj(video).flatten(2).transpose(1, 2)
+
+
+class SpectrogramEmbed(nn.Module):
+    """Cut a spectrogram into non-overlapping ``patch x patch`` squares and project each to a token (AudioMAE style).
+
+    Tokens come out time-major over the grid ``(T', F')``: index ``n = t * F' + f``.
+
+    Args:
+        input_size: ``(time frames, mel bins)`` of the input, e.g. ``(256, 128)``.
+        patch_size: Square patch size p.
+        in_chans: Input channels (1 for a log-mel fbank).
+        embed_dim: Token width C.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: tuple[int, int] = (256, 128),
+        patch_size: int = 16,
+        in_chans: int = 1,
+        embed_dim: int = 768,
+    ) -> None:
+        super().__init__()
+        input_size = (int(input_size[0]), int(input_size[1]))
+        if input_size[0] % patch_size or input_size[1] % patch_size:
+            raise ValueError(f"spectrogram size {input_size} is not divisible by patch_size={patch_size}")
+        self.input_size = input_size
+        self.patch_size = patch_size
+        self.grid_size = (input_size[0] // patch_size, input_size[1] // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """Embed a spectrogram.
+
+        Args:
+            spectrogram: ``(B, in_chans, T, F)``.
+
+        Returns:
+            Tokens ``(B, T' * F', C)``, time-major.
+        """
+        if tuple(spectrogram.shape[-2:]) != self.input_size:
+            raise ValueError(
+                f"input spectrogram is {tuple(spectrogram.shape[-2:])} (time x mel) but the model was built for "
+                f"{self.input_size}"
+            )
+        return self.proj(spectrogram).flatten(2).transpose(1, 2)

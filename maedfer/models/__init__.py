@@ -1,9 +1,34 @@
 """Encoders, decoders and registered model configurations."""
 
-from .decoder import MAEDecoder
-from .encoder import EncoderOutput, VideoEncoder, VideoViT
+from .audio_visual import (
+    AudioViT,
+    AudioVisualClassifier,
+    AudioVisualMaskedAutoencoder,
+    AudioVisualPretrainOutput,
+    CrossModalFusion,
+)
+from .decoder import MAEDecoder, decode_masked_tokens
+from .encoder import EncoderOutput, TokenEncoder, VideoViT
+from .inputs import example_inputs
 from .lgi_former import LGIBlock, LGIFormer
 from .mae import MaskedVideoAutoencoder
 from .tpsbt import TPSBT, SpatialAttentionPool
 
-__all__ = ["EncoderOutput", "LGIBlock", "LGIFormer", "MAEDecoder", "MaskedVideoAutoencoder", "SpatialAttentionPool", "TPSBT", "VideoEncoder", "VideoViT"]
+__all__ = [
+    "AudioViT",
+    "AudioVisualClassifier",
+    "AudioVisualMaskedAutoencoder",
+    "AudioVisualPretrainOutput",
+    "CrossModalFusion",
+    "EncoderOutput",
+    "LGIBlock",
+    "LGIFormer",
+    "MAEDecoder",
+    "MaskedVideoAutoencoder",
+    "SpatialAttentionPool",
+    "TPSBT",
+    "TokenEncoder",
+    "VideoViT",
+    "decode_masked_tokens",
+    "example_inputs",
+]

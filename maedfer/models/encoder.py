@@ -1,10 +1,10 @@
-"""Video token encoders: the shared base class and the plain space-time ViT (VideoMAE).
+"""Token encoders: the shared base class and the plain ViT (VideoMAE on clips, AudioMAE-style on spectrograms).
 
 One encoder class serves both uses:
 
 * **fine-tuning / inference**: ``model(video)`` embeds every token, runs the blocks, pools, and applies ``fc_norm`` and
   the classification (or regression) head;
-* **masked pre-training**: :meth:`VideoEncoder.forward_encoder` with a ``mask`` runs the blocks on the visible tokens
+* **masked pre-training**: :meth:`TokenEncoder.forward_encoder` with a ``mask`` runs the blocks on the visible tokens
   only and returns them together with their raster positions (see :class:`EncoderOutput`), which is what the MAE decoder
   needs. Pre-training encoders are built with ``global_pool=""`` (final LayerNorm on the tokens, no head).
 
@@ -18,6 +18,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import Block, TubeletEmbed, drop_path_rates, sinusoid_table_1d
 
-__all__ = ["EncoderOutput", "VideoEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_weights_trunc_normal"]
+__all__ = ["EncoderOutput", "TokenEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_weights_trunc_normal"]
 
 GlobalPool = Literal["mean", "token", ""]
 
@@ -50,11 +51,14 @@ class EncoderOutput:
         positions: Raster index (``(t * H' + h) * W' + w``) of each row of ``tokens``, ``(B, N)`` int64.
         summary_tokens: Extra learned tokens after the final norm, e.g. the LGI-Former messenger tokens ``(B, M, C)``;
             ``None`` for encoders without them.
+        layers: Outputs of the requested blocks (``return_layers``), each ``(B, N, C)`` after the encoder's final
+            norm (the same LayerNorm for every layer, as HiCMAE); ``None`` when none were requested.
     """
 
     tokens: torch.Tensor
     positions: torch.Tensor
     summary_tokens: torch.Tensor | None = None
+    layers: list[torch.Tensor] | None = None
 
 
 def init_weights_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
@@ -68,8 +72,11 @@ def init_weights_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
 
 
-class VideoEncoder(nn.Module):
-    """Base class of every video encoder: tubelet embedding, fixed position table, blocks, norm, pooling and head.
+class TokenEncoder(nn.Module):
+    """Base class of every encoder: patch embedding, fixed position table, blocks, norm, pooling and head.
+
+    The patch embedding is a video :class:`~maedfer.layers.TubeletEmbed` built from the clip geometry, unless a
+    ``patch_embed`` module is given (e.g. a :class:`~maedfer.layers.SpectrogramEmbed` for audio).
 
     Subclasses build ``self.blocks`` (from :attr:`block_kwargs`, :attr:`num_heads`, :attr:`init_values` and
     :meth:`drop_path_schedule`) and implement :meth:`encode_tokens`; pooling can be customised through
@@ -97,6 +104,8 @@ class VideoEncoder(nn.Module):
         init_scale: Multiplier applied to the initial head weight and bias (the official recipes use 0.001).
         learnable_pos_embed: Learn a ``pos_embed`` parameter ``(1, N, C)`` instead of the fixed sinusoid table.
         norm_eps: LayerNorm epsilon.
+        patch_embed: A prebuilt patch embedding with ``grid_size`` and ``num_patches`` attributes (the clip geometry
+            arguments are then ignored).
     """
 
     def __init__(
@@ -122,6 +131,7 @@ class VideoEncoder(nn.Module):
         init_scale: float = 1.0,
         learnable_pos_embed: bool = False,
         norm_eps: float = 1e-6,
+        patch_embed: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if global_pool not in ("mean", "token", ""):
@@ -145,15 +155,17 @@ class VideoEncoder(nn.Module):
         self.global_pool = global_pool
         self.init_scale = init_scale
         self.grad_checkpointing = False
-        self.patch_embed = TubeletEmbed(
-            img_size=img_size,
-            patch_size=patch_size,
-            num_frames=num_frames,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-        )
-        self.grid_size: tuple[int, int, int] = self.patch_embed.grid_size
+        if patch_embed is None:
+            patch_embed = TubeletEmbed(
+                img_size=img_size,
+                patch_size=patch_size,
+                num_frames=num_frames,
+                tubelet_size=tubelet_size,
+                in_chans=in_chans,
+                embed_dim=embed_dim,
+            )
+        self.patch_embed = patch_embed
+        self.grid_size: tuple[int, ...] = tuple(self.patch_embed.grid_size)
         num_patches = self.patch_embed.num_patches
         if learnable_pos_embed:
             self.pos_embed: nn.Parameter | None = nn.Parameter(torch.zeros(1, num_patches, embed_dim))
@@ -241,7 +253,11 @@ class VideoEncoder(nn.Module):
         return self.pos_drop(x + pos.to(dtype=x.dtype))
 
     def encode_tokens(
-        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        all_tokens: torch.Tensor | None = None,
+        return_layers: Sequence[int] | None = None,
     ) -> EncoderOutput:
         """Run the blocks.
 
@@ -250,21 +266,29 @@ class VideoEncoder(nn.Module):
             positions: Raster index of each row, ``(B, N)``.
             all_tokens: The embedding of every token before masking ``(B, N_all, C)``. Only encoders that reproduce an
                 official pre-training which reads masked tokens use it (SVFAP's TPSBT); the others ignore it.
+            return_layers: Indices of blocks whose outputs to return in ``EncoderOutput.layers`` (before the norm);
+                encoders that cannot provide them raise ``ValueError``.
 
         Returns:
             :class:`EncoderOutput` before the final norm.
         """
         raise NotImplementedError
 
-    def forward_encoder(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
-        """Encode a clip, optionally keeping only visible tokens.
+    def forward_encoder(
+        self,
+        video: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_layers: Sequence[int] | Literal["all"] | None = None,
+    ) -> EncoderOutput:
+        """Encode a clip (or spectrogram), optionally keeping only visible tokens.
 
         Args:
-            video: ``(B, 3, T, H, W)``.
+            video: ``(B, 3, T, H, W)`` (or ``(B, 1, T, F)`` for a spectrogram encoder).
             mask: ``(B, N)`` bool, ``True`` = masked (dropped). Every sample must keep the same number of tokens.
+            return_layers: Block indices whose outputs are returned in ``layers`` (``"all"`` for every block).
 
         Returns:
-            :class:`EncoderOutput` with the final norm applied.
+            :class:`EncoderOutput` with the final norm applied to tokens, summary tokens and layers.
         """
         x = all_tokens = self.embed(video)
         batch, num_tokens, channels = x.shape
@@ -281,8 +305,21 @@ class VideoEncoder(nn.Module):
             x = x[visible].reshape(batch, num_visible, channels)
             positions = torch.arange(num_tokens, device=x.device).expand(batch, num_tokens)[visible]
             positions = positions.reshape(batch, num_visible)
-        out = self.encode_tokens(x, positions, all_tokens)
-        out.tokens = self.norm(out.tokens)
+        if return_layers == "all":
+            return_layers = range(len(self.blocks))
+        if return_layers is not None:
+            return_layers = [int(i) for i in return_layers]
+            if any(not 0 <= i < len(self.blocks) for i in return_layers):
+                raise ValueError(f"return_layers {return_layers} out of range for {len(self.blocks)} blocks")
+        out = self.encode_tokens(x, positions, all_tokens, return_layers)
+        if out.layers is not None:
+            raw_layers = out.layers
+            out.layers = [self.norm(layer) for layer in raw_layers]
+            # The last block's output is usually among the layers: normalise it once.
+            same = [i for i, layer in enumerate(raw_layers) if layer is out.tokens]
+            out.tokens = out.layers[same[0]] if same else self.norm(out.tokens)
+        else:
+            out.tokens = self.norm(out.tokens)
         if out.summary_tokens is not None:
             out.summary_tokens = self.norm(out.summary_tokens)
         return out
@@ -314,12 +351,12 @@ class VideoEncoder(nn.Module):
         return self.forward_head(self.forward_features(video))
 
 
-class VideoViT(VideoEncoder):
+class VideoViT(TokenEncoder):
     """Plain space-time ViT with joint attention over all tokens (the VideoMAE baseline).
 
     Args:
         depth: Number of blocks.
-        **kwargs: :class:`VideoEncoder` arguments (sizes, heads, dropout, layer scale, head ...).
+        **kwargs: :class:`TokenEncoder` arguments (sizes, heads, dropout, layer scale, head ...).
     """
 
     def __init__(self, *, depth: int = 12, **kwargs) -> None:
@@ -331,12 +368,23 @@ class VideoViT(VideoEncoder):
         self.init_weights()
 
     def encode_tokens(
-        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        all_tokens: torch.Tensor | None = None,
+        return_layers: Sequence[int] | None = None,
     ) -> EncoderOutput:
         """Joint attention over all given tokens; order and positions pass through unchanged."""
-        for block in self.blocks:
+        wanted = set(return_layers or ())
+        layers = []
+        for index, block in enumerate(self.blocks):
             x = self.run_block(block, x)
-        return EncoderOutput(tokens=x, positions=positions)
+            if index in wanted:
+                layers.append(x)
+        if return_layers is not None:
+            by_index = dict(zip(sorted(wanted), layers))
+            layers = [by_index[i] for i in return_layers]
+        return EncoderOutput(tokens=x, positions=positions, layers=layers if return_layers is not None else None)
 
 
 def _check_divisible(name: str, total: int, part: int) -> None:

@@ -21,13 +21,14 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
 
 from ..layers import Attention, DropPath, Mlp
-from .encoder import EncoderOutput, VideoEncoder, _check_divisible
+from .encoder import EncoderOutput, TokenEncoder, _check_divisible
 
 __all__ = ["LGIBlock", "LGIFormer"]
 
@@ -150,7 +151,7 @@ class LGIBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class LGIFormer(VideoEncoder):
+class LGIFormer(TokenEncoder):
     """LGI-Former encoder (MAE-DFER).
 
     Args:
@@ -161,7 +162,7 @@ class LGIFormer(VideoEncoder):
         classify_tokens: Tokens pooled for classification: ``"region"`` (the messengers; every released MAE-DFER
             model), ``"org"`` (the local tokens) or ``"all"``.
         first_attn, third_attn, share_attn, use_second, use_third: Block variants, see :class:`LGIBlock`.
-        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments. Layer scale (``init_values``) is not
+        **kwargs: :class:`~maedfer.models.encoder.TokenEncoder` arguments. Layer scale (``init_values``) is not
             supported by the LGI-Former (the official block raises on it).
     """
 
@@ -227,7 +228,11 @@ class LGIFormer(VideoEncoder):
         return key.argsort(dim=1)
 
     def encode_tokens(
-        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        all_tokens: torch.Tensor | None = None,
+        return_layers: Sequence[int] | None = None,
     ) -> EncoderOutput:
         """Group tokens into regions, add messengers, run the LGI blocks.
 
@@ -239,6 +244,8 @@ class LGIFormer(VideoEncoder):
             :class:`EncoderOutput` whose ``tokens`` are the local tokens region-major ``(B, N, C)`` with matching
             ``positions``, and ``summary_tokens`` the messengers ``(B, M, C)``.
         """
+        if return_layers is not None:
+            raise ValueError("the LGI-Former does not return per-block outputs (return_layers)")
         batch, num_tokens, channels = x.shape
         regions = self.num_regions
         if num_tokens == self.patch_embed.num_patches:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..layers import sinusoid_table_1d
-from .decoder import MAEDecoder
-from .encoder import EncoderOutput, VideoEncoder
+from .decoder import MAEDecoder, decode_masked_tokens
+from .encoder import EncoderOutput, TokenEncoder
 
 __all__ = ["MaskedVideoAutoencoder", "init_weights_xavier"]
 
@@ -38,7 +38,7 @@ class MaskedVideoAutoencoder(nn.Module):
     """Encoder on visible tokens + transformer decoder that predicts the masked tokens' pixels.
 
     Args:
-        encoder: A :class:`~maedfer.models.encoder.VideoEncoder` built with ``global_pool=""`` and no head.
+        encoder: A :class:`~maedfer.models.encoder.TokenEncoder` built with ``global_pool=""`` and no head.
         decoder_embed_dim: Decoder width.
         decoder_depth: Decoder blocks.
         decoder_num_heads: Decoder heads.
@@ -55,7 +55,7 @@ class MaskedVideoAutoencoder(nn.Module):
 
     def __init__(
         self,
-        encoder: VideoEncoder,
+        encoder: TokenEncoder,
         *,
         decoder_embed_dim: int = 384,
         decoder_depth: int = 4,
@@ -117,12 +117,10 @@ class MaskedVideoAutoencoder(nn.Module):
         return {"mask_token"}
 
     def decoder_positions(self, encoded: EncoderOutput, mask: torch.Tensor) -> torch.Tensor:
-        """Decoder position rows for the encoder's visible tokens, ``(B, N_visible, D)``."""
+        """Raster index whose decoder position each visible encoder token gets, ``(B, N_visible)``."""
         if self.decoder_pos_order == "raster":
-            return self.decoder_pos_table[encoded.positions]
-        batch = mask.shape[0]
-        visible = (~mask).nonzero()[:, 1].reshape(batch, -1)
-        return self.decoder_pos_table[visible]
+            return encoded.positions
+        return (~mask).nonzero()[:, 1].reshape(mask.shape[0], -1)
 
     def forward_decoder(self, encoded: EncoderOutput, mask: torch.Tensor) -> torch.Tensor:
         """Predict the masked tokens from the encoder output.
@@ -134,13 +132,15 @@ class MaskedVideoAutoencoder(nn.Module):
         Returns:
             ``(B, N_masked, out_dim)`` predictions in raster order of the masked tokens.
         """
-        batch = mask.shape[0]
-        x = self.encoder_to_decoder(encoded.tokens)
-        pos_visible = self.decoder_positions(encoded, mask).to(x.dtype)
-        masked = mask.nonzero()[:, 1].reshape(batch, -1)
-        pos_masked = self.decoder_pos_table[masked].to(x.dtype)
-        tokens = torch.cat((x + pos_visible, self.mask_token.to(x.dtype) + pos_masked), dim=1)
-        return self.decoder(tokens, masked.shape[1])
+        return decode_masked_tokens(
+            self.decoder,
+            self.encoder_to_decoder,
+            self.mask_token,
+            self.decoder_pos_table,
+            encoded.tokens,
+            self.decoder_positions(encoded, mask),
+            mask,
+        )
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Reconstruct the masked tokens of a clip.

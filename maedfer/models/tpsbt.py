@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..layers import Block, CrossSelfBlock, Mlp
-from .encoder import EncoderOutput, VideoEncoder, _check_divisible
+from .encoder import EncoderOutput, TokenEncoder, _check_divisible
 
 __all__ = ["SpatialAttentionPool", "TPSBT"]
 
@@ -73,7 +73,7 @@ class SpatialAttentionPool(nn.Module):
         return pooled.reshape(batch, frames * self.num_tokens, channels)
 
 
-class TPSBT(VideoEncoder):
+class TPSBT(TokenEncoder):
     """SVFAP's TPSBT encoder.
 
     Args:
@@ -88,7 +88,7 @@ class TPSBT(VideoEncoder):
             ``global_pool=""`` and ``"last"`` otherwise.
         pretrain_context: See the module docstring; only used with a mask.
         upsample: See the module docstring; only used with ``output="multiscale"``.
-        **kwargs: :class:`~maedfer.models.encoder.VideoEncoder` arguments (the drop-path ramp spans all blocks).
+        **kwargs: :class:`~maedfer.models.encoder.TokenEncoder` arguments (the drop-path ramp spans all blocks).
     """
 
     def __init__(
@@ -198,7 +198,11 @@ class TPSBT(VideoEncoder):
         return per_frame
 
     def encode_tokens(
-        self, x: torch.Tensor, positions: torch.Tensor, all_tokens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        all_tokens: torch.Tensor | None = None,
+        return_layers: Sequence[int] | None = None,
     ) -> EncoderOutput:
         """Run the stages.
 
@@ -212,6 +216,8 @@ class TPSBT(VideoEncoder):
             ``output="last"``: the last stage's tokens ``(B, T_last * P, C)`` with the positions of the first input
             frame each covers; ``output="multiscale"``: ``(B, N, C)`` with the input positions.
         """
+        if return_layers is not None:
+            raise ValueError("TPSBT does not return per-block outputs (return_layers)")
         self._check_token_layout(positions)
         for block in self._stage_blocks(0):
             x = self.run_block(block, x)

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from ..registry import register_model
-from .encoder import VideoEncoder, VideoViT
+from .encoder import TokenEncoder, VideoViT
 from .lgi_former import LGIFormer
 from .mae import MaskedVideoAutoencoder
 from .tpsbt import TPSBT
@@ -48,8 +48,8 @@ _LGI_ONLY = ("region_size", "first_attn", "third_attn", "classify_tokens", "shar
 
 
 def translate_official_encoder_kwargs(
-    kwargs: dict[str, Any], encoder_cls: type[VideoEncoder] | None = None
-) -> tuple[type[VideoEncoder], dict[str, Any]]:
+    kwargs: dict[str, Any], encoder_cls: type[TokenEncoder] | None = None
+) -> tuple[type[TokenEncoder], dict[str, Any]]:
     """Map official constructor arguments onto a maedfer encoder class and its arguments.
 
     Without ``encoder_cls``, ``attn_type`` picks the class (``"joint"``: :class:`VideoViT`, ``"local_global"``:
@@ -92,7 +92,7 @@ def translate_official_encoder_kwargs(
     raise ValueError(f"attn_type must be 'joint' or 'local_global', got {attn_type!r}")
 
 
-def build_mae(encoder_cls: type[VideoEncoder], kwargs: dict[str, Any]) -> MaskedVideoAutoencoder:
+def build_mae(encoder_cls: type[TokenEncoder], kwargs: dict[str, Any]) -> MaskedVideoAutoencoder:
     """Build a :class:`MaskedVideoAutoencoder` from one flat dict of encoder + ``decoder_*`` arguments."""
     decoder_args = {key.removeprefix("decoder_"): kwargs.pop(key) for key in _DECODER_KEYS if key in kwargs}
     shared = {key: kwargs[key] for key in _SHARED_BLOCK_KEYS if key in kwargs}
@@ -108,7 +108,7 @@ def build_mae(encoder_cls: type[VideoEncoder], kwargs: dict[str, Any]) -> Masked
 
 
 def _official_pretrain(
-    defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[VideoEncoder] | None = None
+    defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[TokenEncoder] | None = None
 ) -> MaskedVideoAutoencoder:
     kwargs = {**defaults, **overrides}
     kwargs.pop("num_classes", None)  # accepted and ignored by the official class
@@ -131,8 +131,8 @@ def _official_pretrain(
 
 
 def _official_finetune(
-    defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[VideoEncoder] | None = None
-) -> VideoEncoder:
+    defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[TokenEncoder] | None = None
+) -> TokenEncoder:
     kwargs = {**defaults, **overrides}
     kwargs.pop("pretrained", None)
     encoder_cls, encoder_kwargs = translate_official_encoder_kwargs(kwargs, encoder_cls)
@@ -144,13 +144,13 @@ _PAPER_FINETUNE = {"num_classes": 7, "drop_path_rate": 0.1, "init_scale": 0.001}
 
 
 @register_model("videomae_base_160", system="videomae", kind="finetune", tiny_overrides=_TINY_VIDEO)
-def videomae_base_160(**overrides: Any) -> VideoEncoder:
+def videomae_base_160(**overrides: Any) -> TokenEncoder:
     """VideoMAE ViT-B (768 wide, 12 blocks, 12 heads) for 16x160x160 clips, mean pooling, 7 classes."""
     return VideoViT(**{"embed_dim": 768, "depth": 12, "num_heads": 12, **_PAPER_FINETUNE, **overrides})
 
 
 @register_model("videomae_dim512_depth16_160", system="videomae", kind="finetune", tiny_overrides=_TINY_VIDEO)
-def videomae_dim512_depth16_160(**overrides: Any) -> VideoEncoder:
+def videomae_dim512_depth16_160(**overrides: Any) -> TokenEncoder:
     """Plain joint-attention ViT with the LGI-Former's size (512 wide, 16 blocks, 8 heads): the FLOP comparison."""
     return VideoViT(**{"embed_dim": 512, "depth": 16, "num_heads": 8, **_PAPER_FINETUNE, **overrides})
 
@@ -168,7 +168,7 @@ def videomae_pretrain_base_160(**overrides: Any) -> MaskedVideoAutoencoder:
 
 
 @register_model("mae_dfer_base", system="mae_dfer", kind="finetune", tiny_overrides=_TINY_LGI)
-def mae_dfer_base(**overrides: Any) -> VideoEncoder:
+def mae_dfer_base(**overrides: Any) -> TokenEncoder:
     """MAE-DFER LGI-Former (512 wide, 16 blocks, 8 heads, regions 2x5x10, messenger pooling) as fine-tuned on DFEW."""
     return LGIFormer(
         **{"embed_dim": 512, "depth": 16, "num_heads": 8, "region_size": (2, 5, 10), **_PAPER_FINETUNE, **overrides}
@@ -197,7 +197,7 @@ _SVFAP_OFFICIAL_BEHAVIOUR = "pretrain_context='official', upsample='official' re
 
 
 @register_model("svfap_base", system="svfap", kind="finetune", tiny_overrides=_TINY_TPSBT)
-def svfap_base(**overrides: Any) -> VideoEncoder:
+def svfap_base(**overrides: Any) -> TokenEncoder:
     """SVFAP TPSBT (512 wide, 8 heads, stages 12/6/3, 8 bottleneck tokens per frame) as fine-tuned on DFEW."""
     return TPSBT(**{**_SVFAP, **_PAPER_FINETUNE, **overrides})
 
@@ -327,3 +327,4 @@ def pretrain_svfap_base_patch16_160(**overrides: Any) -> nn.Module:
     """Official name: SVFAP pre-training model as registered (768-wide, 12-head encoder; fine-tuning is 512/8)."""
     defaults = {**_OFFICIAL_PT_DEFAULTS, "encoder_embed_dim": 768, "encoder_num_heads": 12}
     return _official_pretrain(defaults, overrides, TPSBT)
+from . import zoo_audio_visual  # noqa: E402,F401  (registers the HiCMAE entries)

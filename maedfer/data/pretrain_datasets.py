@@ -1,0 +1,1176 @@
+"""The masked-autoencoding pre-training dataset of MAE-DFER, SVFAP and HiCMAE (VoxCeleb2 recipes).
+
+One item, as in the official ``VideoMAE`` dataset with ``DataAugmentationForVideoMAE``:
+
+1. **Temporal sampling** (:func:`pretrain_frame_indices`): ``span = L * sr`` (16 * 4 = 64). When
+   ``duration - span + 1 > 0`` the offset is uniform in ``[0, duration - span]``
+   (:func:`draw_pretrain_offset`), otherwise 0. Frame ids: start with ``o = offset + 1`` and ``L`` times
+   emit ``o - 1``, then advance ``o += sr`` only if ``o + sr < duration``, so a short video repeats its
+   last reachable frame (a 40-frame video gives ``0, 4, ..., 36`` and then six more ``36``).
+2. **Fixed crop** (``fixed_crop``): VoxCeleb2 frames are 224 x 224 and, for a 160-pixel model, every frame is
+   first cut to rows 0:160 and columns 32:192 (:data:`VOXCELEB2_FIXED_CROP_160`). The official code applies
+   it when the list path contains ``"voxceleb2"``; here it is an explicit option.
+3. **Multi-scale crop** (:class:`GroupMultiScaleCrop`, scales ``(1, .875, .75, .66)``, ``max_distort=1``,
+   13 fixed offsets): one crop for all frames, then a PIL bilinear resize to ``input_size``.
+4. ``(uint8 / 255 - mean) / std`` (ImageNet) in float32, layout ``(3, L, S, S)``.
+5. A **mask** per clip from :mod:`maedfer.masking` (:class:`MaskSpec`): part-window for MAE-DFER (window
+   ``(5, 10)`` token cells), tube for SVFAP and HiCMAE, ratio 0.9, grid ``(L / 2, S / 16, S / 16)``.
+6. HiCMAE **audio** (:class:`PretrainAudioConfig`, :func:`pretrain_audio_window`): frames
+   ``start = ids[0]`` to ``end = min(ids[-1] + sr, duration - 1)``; the segment runs from the start time of
+   ``start`` to the end time of ``end`` with decord-style frame times ``[i / fps, (i + 1) / fps)`` in
+   **float32**; ``offset = int(t_start * 16000)`` and ``num = int((t_end - t_start) * 16000)`` are computed
+   in float32 (frame 12 at 25 fps gives offset 7680 where float64 would give 7679). The waveform goes
+   through :func:`maedfer.audio.wav_to_fbank` with the random gain ``Beta(10, 10) + 0.5`` of the official
+   ``roll_mag_aug`` (the pre-training script enables it), giving ``(1, 256, 128)``; its mask is a random
+   mask of the ``(16, 8)`` token grid with ratio 0.8 (102 of 128 masked). A segment of at most 1024
+   samples is an error (the sample is skipped).
+
+Differences from the official code (documented choices):
+
+* ``num_samples > 1`` decodes the video once and draws that many clips from it, each with **its own**
+  temporal offset, crop, mask and audio segment (maedfer's version of the repeated sampling of VideoMAE V2
+  and MAE-ST). The official ``--num_samples`` draws several clips, concatenates them in time and splits
+  them into batch items that **share one mask**, and has no audio support. Items then carry a leading
+  sample axis; :func:`collate_pretrain` flattens it into the batch.
+* A video or audio file that cannot be read (missing, broken, too short audio) is **skipped with a
+  warning naming it** and counted, with the mechanism of :mod:`maedfer.data.video_datasets`: ``__getitem__``
+  returns a :class:`~maedfer.data.video_datasets.SkippedSample`, :func:`collate_pretrain` moves the records to
+  ``batch["skipped"]`` and :func:`~maedfer.data.video_datasets.filter_skipped_batches` counts them in the main
+  process (stopping the run above ``max_skip_fraction``). The official code silently retries a random other
+  index.
+* Randomness comes from a :class:`numpy.random.Generator` seeded per ``(seed, epoch, index)`` (plus a torch
+  generator derived from it for the masks), so an item is reproducible regardless of worker assignment.
+
+:func:`check_pretrain_fixture` replays the official records of ``tests/fixtures/official_data/
+pretrain_dataset.pt`` through this module with the recorded random draws fed in.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..audio import FbankConfig, num_fbank_frames, random_gain, wav_to_fbank
+from ..masking import MaskGenerator, build_mask_generator, is_part_window_mask, is_tube_mask
+from ..targets import IMAGENET_MEAN, IMAGENET_STD
+from .annotations import AnnotationRow, read_annotations
+from .readers import ClipReadError, VideoFileReader, open_clip, read_audio
+from .transforms import to_normalized_tensor
+from .video_datasets import BAD_SAMPLE_ERRORS, SkipCounter, SkippedSample
+
+__all__ = [
+    "OFFICIAL_SCALES",
+    "PRETRAIN_PRESETS",
+    "VOXCELEB2_FIXED_CROP_160",
+    "VOXCELEB2_FIXED_CROP_192",
+    "CropBox",
+    "GroupMultiScaleCrop",
+    "MaskSpec",
+    "PretrainAudioConfig",
+    "PretrainAudioWindow",
+    "PretrainClipDataset",
+    "PretrainDraws",
+    "apply_fixed_crop",
+    "check_pretrain_fixture",
+    "collate_pretrain",
+    "draw_pretrain_offset",
+    "pretrain_audio_window",
+    "pretrain_frame_indices",
+    "pretrain_offset_range",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Rows 0:160 and columns 32:192 of a 224 x 224 VoxCeleb2 frame (the official crop for 160-pixel models).
+VOXCELEB2_FIXED_CROP_160: tuple[tuple[int, int], tuple[int, int]] = ((0, 160), (32, 192))
+#: Rows 0:192 and columns 16:208 (the official crop for 192-pixel models).
+VOXCELEB2_FIXED_CROP_192: tuple[tuple[int, int], tuple[int, int]] = ((0, 192), (16, 208))
+#: The official multi-scale crop scales.
+OFFICIAL_SCALES: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+#: Audio segments of at most this many samples are rejected (the official loader raises there).
+MIN_AUDIO_SAMPLES: int = 1024
+
+
+# --------------------------------------------------------------------------------------------------
+# Temporal sampling
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` as int if it is a positive integer (not bool), else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def pretrain_offset_range(duration: int, num_frames: int = 16, sampling_rate: int = 4) -> int:
+    """Number of possible temporal offsets, the official ``average_duration = duration - L * sr + 1``.
+
+    Args:
+        duration: Number of frames of the video.
+        num_frames: Frames per clip ``L``.
+        sampling_rate: Stride ``sr``.
+
+    Returns:
+        ``duration - L * sr + 1``; a value ``<= 0`` means the offset is always 0.
+    """
+    return int(duration) - _check_positive_int(num_frames, "num_frames") * _check_positive_int(
+        sampling_rate, "sampling_rate"
+    ) + 1
+
+
+def draw_pretrain_offset(
+    duration: int, rng: np.random.Generator, num_frames: int = 16, sampling_rate: int = 4
+) -> int:
+    """Draw the temporal offset: uniform in ``[0, duration - L * sr]`` when that range exists, else 0.
+
+    Args:
+        duration: Number of frames of the video.
+        rng: NumPy generator (one integer draw when the range is not empty).
+        num_frames: Frames per clip ``L``.
+        sampling_rate: Stride ``sr``.
+
+    Returns:
+        The offset (first frame index).
+    """
+    count = pretrain_offset_range(duration, num_frames, sampling_rate)
+    return int(rng.integers(0, count)) if count > 0 else 0
+
+
+def pretrain_frame_indices(duration: int, offset: int, num_frames: int = 16, sampling_rate: int = 4) -> list[int]:
+    """Frame indices of a pre-training clip (official rule; the tail repeats the last reachable frame).
+
+    Starting with ``o = offset + 1``, ``num_frames`` times: emit ``o - 1``, then ``o += sampling_rate`` if
+    ``o + sampling_rate < duration``.
+
+    Args:
+        duration: Number of frames of the video (must be positive).
+        offset: First frame index (``0 <= offset < duration``).
+        num_frames: Frames per clip ``L``.
+        sampling_rate: Stride ``sr``.
+
+    Returns:
+        ``L`` frame indices.
+
+    Raises:
+        ValueError: If ``duration`` is not positive or ``offset`` is outside ``[0, duration)``.
+    """
+    duration = _check_positive_int(duration, "duration")
+    num_frames = _check_positive_int(num_frames, "num_frames")
+    sampling_rate = _check_positive_int(sampling_rate, "sampling_rate")
+    if not 0 <= int(offset) < duration:
+        raise ValueError(f"offset must be in [0, {duration}), got {offset}")
+    position = int(offset) + 1
+    indices = []
+    for _ in range(num_frames):
+        indices.append(position - 1)
+        if position + sampling_rate < duration:
+            position += sampling_rate
+    return indices
+
+
+# --------------------------------------------------------------------------------------------------
+# Spatial crops
+# --------------------------------------------------------------------------------------------------
+
+
+def apply_fixed_crop(frames: np.ndarray, fixed_crop: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    """Cut every frame to ``rows r0:r1`` and ``columns c0:c1``.
+
+    Args:
+        frames: ``(L, H, W, 3)`` uint8.
+        fixed_crop: ``((r0, r1), (c0, c1))``.
+
+    Returns:
+        ``(L, r1 - r0, c1 - c0, 3)`` view.
+
+    Raises:
+        ValueError: If the frames are too small for the crop.
+    """
+    (r0, r1), (c0, c1) = fixed_crop
+    height, width = frames.shape[1:3]
+    if not (0 <= r0 < r1 <= height and 0 <= c0 < c1 <= width):
+        raise ValueError(
+            f"fixed crop rows {r0}:{r1}, columns {c0}:{c1} does not fit frames of {height}x{width} "
+            f"(VoxCeleb2 crops expect 224x224 frames)"
+        )
+    return frames[:, r0:r1, c0:c1]
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A crop of :class:`GroupMultiScaleCrop`: size ``(crop_w, crop_h)`` at ``(offset_w, offset_h)``.
+
+    The PIL crop box is ``(offset_w, offset_h, offset_w + crop_w, offset_h + crop_h)``.
+    """
+
+    crop_w: int
+    crop_h: int
+    offset_w: int
+    offset_h: int
+
+
+class GroupMultiScaleCrop:
+    """TSN-style multi-scale crop of a clip (one crop for all frames) followed by a PIL bilinear resize.
+
+    Rule, for frames of ``image_w x image_h``:
+
+    * base = ``min(image_w, image_h)``; ``crop_sizes = [int(base * s) for s in scales]``;
+    * heights (widths) within 3 pixels (``|x - size| < 3``) of the output height (width) snap to it;
+    * candidate ``(w, h)`` pairs: every height index ``i`` (outer loop) and width index ``j`` (inner loop)
+      with ``|i - j| <= max_distort``;
+    * ``fix_crop``: the offset is one of 5 (or, with ``more_fix_crop``, 13) grid positions with steps
+      ``((image_w - w) // 4, (image_h - h) // 4)``: the 4 corners, the centre, then the 4 edge midpoints
+      and the 4 quarter points; otherwise it is uniform;
+    * crop, then PIL ``BILINEAR`` resize to ``(out_w, out_h)``.
+
+    Args:
+        input_size: Output size ``S`` or ``(out_w, out_h)``.
+        scales: Scale factors (official ``(1, .875, .75, .66)``).
+        max_distort: Maximum difference of the width and height scale indices.
+        fix_crop: Use the fixed grid of offsets (official True).
+        more_fix_crop: Use 13 instead of 5 grid offsets (official True).
+    """
+
+    def __init__(
+        self,
+        input_size: int | tuple[int, int] = 160,
+        scales: Sequence[float] = OFFICIAL_SCALES,
+        max_distort: int = 1,
+        fix_crop: bool = True,
+        more_fix_crop: bool = True,
+    ) -> None:
+        if isinstance(input_size, int):
+            self.out_w, self.out_h = input_size, input_size
+        else:
+            self.out_w, self.out_h = int(input_size[0]), int(input_size[1])
+        if self.out_w <= 0 or self.out_h <= 0:
+            raise ValueError(f"input_size must be positive, got {input_size!r}")
+        if not scales or any(not 0 < float(s) <= 1 for s in scales):
+            raise ValueError(f"scales must be non-empty values in (0, 1], got {scales!r}")
+        self.scales = tuple(float(s) for s in scales)
+        self.max_distort = int(max_distort)
+        self.fix_crop = bool(fix_crop)
+        self.more_fix_crop = bool(more_fix_crop)
+
+    def crop_sizes(self, image_w: int, image_h: int) -> list[int]:
+        """Crop side lengths before snapping: ``int(min(image_w, image_h) * s)`` per scale."""
+        base = min(image_w, image_h)
+        return [int(base * s) for s in self.scales]
+
+    def candidate_pairs(self, image_w: int, image_h: int) -> list[tuple[int, int]]:
+        """The ``(crop_w, crop_h)`` candidates, in the official order (height index outer)."""
+        sizes = self.crop_sizes(image_w, image_h)
+        heights = [self.out_h if abs(x - self.out_h) < 3 else x for x in sizes]
+        widths = [self.out_w if abs(x - self.out_w) < 3 else x for x in sizes]
+        return [
+            (w, h)
+            for i, h in enumerate(heights)
+            for j, w in enumerate(widths)
+            if abs(i - j) <= self.max_distort
+        ]
+
+    def candidate_offsets(self, image_w: int, image_h: int, crop_w: int, crop_h: int) -> list[tuple[int, int]]:
+        """The fixed ``(offset_w, offset_h)`` grid positions, in the official order."""
+        step_w = (image_w - crop_w) // 4
+        step_h = (image_h - crop_h) // 4
+        grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2)]
+        if self.more_fix_crop:
+            grid += [(0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
+        return [(a * step_w, b * step_h) for a, b in grid]
+
+    def draw(self, image_w: int, image_h: int, rng: np.random.Generator) -> CropBox:
+        """Draw a crop: a uniform pair, then a uniform offset (fixed grid or free).
+
+        Args:
+            image_w: Frame width.
+            image_h: Frame height.
+            rng: NumPy generator.
+
+        Returns:
+            The crop.
+        """
+        pairs = self.candidate_pairs(image_w, image_h)
+        crop_w, crop_h = pairs[int(rng.integers(0, len(pairs)))]
+        if self.fix_crop:
+            offsets = self.candidate_offsets(image_w, image_h, crop_w, crop_h)
+            offset_w, offset_h = offsets[int(rng.integers(0, len(offsets)))]
+        else:
+            offset_w = int(rng.integers(0, image_w - crop_w + 1))
+            offset_h = int(rng.integers(0, image_h - crop_h + 1))
+        return CropBox(crop_w, crop_h, offset_w, offset_h)
+
+    def apply(self, frames: np.ndarray, box: CropBox) -> np.ndarray:
+        """Crop every frame and resize it with PIL bilinear to ``(out_h, out_w)``.
+
+        Args:
+            frames: ``(L, H, W, 3)`` uint8.
+            box: The crop.
+
+        Returns:
+            ``(L, out_h, out_w, 3)`` uint8.
+
+        Raises:
+            ValueError: If the box does not fit the frames.
+        """
+        from PIL import Image
+
+        height, width = frames.shape[1:3]
+        right, bottom = box.offset_w + box.crop_w, box.offset_h + box.crop_h
+        if box.offset_w < 0 or box.offset_h < 0 or right > width or bottom > height:
+            raise ValueError(f"crop {box} does not fit frames of {height}x{width}")
+        out = np.empty((frames.shape[0], self.out_h, self.out_w, 3), dtype=np.uint8)
+        for i, frame in enumerate(frames):
+            img = Image.fromarray(np.ascontiguousarray(frame)).crop((box.offset_w, box.offset_h, right, bottom))
+            out[i] = np.asarray(img.resize((self.out_w, self.out_h), Image.Resampling.BILINEAR))
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(input_size=({self.out_w}, {self.out_h}), scales={self.scales}, "
+            f"max_distort={self.max_distort}, fix_crop={self.fix_crop}, more_fix_crop={self.more_fix_crop})"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Masks and audio
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """Video mask settings; the token grid follows from the clip geometry.
+
+    Attributes:
+        kind: ``"tube"`` (SVFAP, HiCMAE) or ``"part_window"`` (MAE-DFER).
+        ratio: Masking ratio (official 0.9).
+        window: ``(h_w, w_w)`` window in token cells for ``part_window`` (MAE-DFER: ``(5, 10)``).
+        tubelet_size: Frames per token (2).
+        patch_size: Pixels per token side (16).
+    """
+
+    kind: Literal["tube", "part_window"] = "tube"
+    ratio: float = 0.9
+    window: tuple[int, int] | None = None
+    tubelet_size: int = 2
+    patch_size: int = 16
+
+    def grid(self, num_frames: int, input_size: int) -> tuple[int, int, int]:
+        """Token grid ``(L / tubelet, S / patch, S / patch)``.
+
+        Raises:
+            ValueError: If the clip does not divide into tokens.
+        """
+        if num_frames % self.tubelet_size or input_size % self.patch_size:
+            raise ValueError(
+                f"clip of {num_frames} frames x {input_size} px does not divide into tokens of "
+                f"{self.tubelet_size} frames x {self.patch_size} px"
+            )
+        side = input_size // self.patch_size
+        return (num_frames // self.tubelet_size, side, side)
+
+    def build(self, num_frames: int, input_size: int) -> MaskGenerator:
+        """The mask generator for a clip geometry."""
+        return build_mask_generator(self.kind, self.grid(num_frames, input_size), self.ratio, self.window)
+
+
+@dataclass(frozen=True)
+class PretrainAudioConfig:
+    """HiCMAE pre-training audio settings.
+
+    Attributes:
+        sample_rate: Audio rate in Hz (files must be, or are resampled to, this rate).
+        fbank: Filter-bank settings (256 frames x 128 bins, AudioSet normalisation).
+        random_gain: Apply the official ``roll_mag_aug`` gain ``Beta(10, 10) + 0.5`` (True in the script).
+        mask_ratio: Audio masking ratio (0.8).
+        mask_grid: Audio token grid ``(time, frequency)`` (``(16, 8)`` for 256 x 128 with 16 x 16 patches).
+        path_replacements: Substring replacements that turn a video path into its audio path when the row
+            has no ``audio_path`` (VoxCeleb2 layout: ``video/file~/dev/mp4 -> audio/file~/dev/aac`` and
+            ``.mp4 -> .wav``).
+        frame_rate: Frame rate used for frame times when the clip reader has none (frame folders).
+    """
+
+    sample_rate: int = 16000
+    fbank: FbankConfig = field(default_factory=FbankConfig)
+    random_gain: bool = True
+    mask_ratio: float = 0.8
+    mask_grid: tuple[int, int] = (16, 8)
+    path_replacements: tuple[tuple[str, str], ...] = (
+        ("video/file~/dev/mp4", "audio/file~/dev/aac"),
+        (".mp4", ".wav"),
+    )
+    frame_rate: float | None = None
+
+    def audio_path(self, video_path: str) -> str:
+        """Derive the audio path of a video by the substring replacements.
+
+        Raises:
+            ValueError: If the replacements leave the path unchanged.
+        """
+        path = video_path
+        for old, new in self.path_replacements:
+            path = path.replace(old, new)
+        if path == video_path:
+            raise ValueError(
+                f"cannot derive an audio path from {video_path!r} with replacements {self.path_replacements}; "
+                f"give the audio path in the annotation row"
+            )
+        return path
+
+
+#: Keyword arguments of :class:`PretrainClipDataset` for the three official VoxCeleb2 recipes (16 frames at
+#: stride 4, 160 pixels): MAE-DFER part-window mask with window (5, 10), SVFAP tube mask, HiCMAE tube mask plus
+#: audio. Use as ``PretrainClipDataset(rows, **PRETRAIN_PRESETS["mae_dfer"])``.
+PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "mae_dfer": {"mask": MaskSpec("part_window", 0.9, (5, 10)), "fixed_crop": VOXCELEB2_FIXED_CROP_160},
+    "svfap": {"mask": MaskSpec("tube", 0.9), "fixed_crop": VOXCELEB2_FIXED_CROP_160},
+    "hicmae": {
+        "mask": MaskSpec("tube", 0.9),
+        "fixed_crop": VOXCELEB2_FIXED_CROP_160,
+        "audio": PretrainAudioConfig(),
+    },
+}
+
+
+@dataclass(frozen=True)
+class PretrainAudioWindow:
+    """The audio segment of a pre-training clip.
+
+    Attributes:
+        start_frame: ``ids[0]``.
+        end_frame: ``min(ids[-1] + sr, duration - 1)``.
+        start_time: Start time of ``start_frame`` (float32 seconds).
+        end_time: End time of ``end_frame`` (float32 seconds).
+        offset: First sample, ``int(start_time * rate)`` in float32.
+        num_samples: ``int((end_time - start_time) * rate)`` in float32.
+    """
+
+    start_frame: int
+    end_frame: int
+    start_time: np.float32
+    end_time: np.float32
+    offset: int
+    num_samples: int
+
+
+def pretrain_audio_window(
+    frame_indices: Sequence[int],
+    duration: int,
+    sampling_rate: int,
+    frame_time: Callable[[int], tuple[float, float]],
+    sample_rate: int = 16000,
+) -> PretrainAudioWindow:
+    """Audio segment of a pre-training clip from float32 frame times (official HiCMAE rule).
+
+    Args:
+        frame_indices: The clip's frame ids.
+        duration: Number of frames of the video.
+        sampling_rate: Frame stride ``sr``.
+        frame_time: ``i -> (start_s, end_s)`` of frame ``i`` (e.g. :meth:`VideoFileReader.frame_time`);
+            the values are rounded to float32.
+        sample_rate: Audio rate in Hz.
+
+    Returns:
+        The window; all arithmetic on times is float32.
+    """
+    start_frame = int(frame_indices[0])
+    end_frame = min(int(frame_indices[-1]) + int(sampling_rate), int(duration) - 1)
+    start_time = np.float32(frame_time(start_frame)[0])
+    end_time = np.float32(frame_time(end_frame)[1])
+    rate = np.float32(sample_rate)
+    offset = int(start_time * rate)
+    num_samples = int((end_time - start_time) * rate)
+    return PretrainAudioWindow(start_frame, end_frame, start_time, end_time, offset, num_samples)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PretrainDraws:
+    """The random choices of one clip, to replay an item (e.g. official fixture records).
+
+    Attributes:
+        offset: Temporal offset (first frame index).
+        crop: Multi-scale crop.
+        gain: Audio gain (``None``: draw it if the audio config asks for a random gain, else 1).
+        mask: ``(N,)`` bool video mask (``None``: draw it).
+        mask_audio: ``(N_a,)`` bool audio mask (``None``: draw it).
+    """
+
+    offset: int
+    crop: CropBox
+    gain: float | None = None
+    mask: Tensor | None = None
+    mask_audio: Tensor | None = None
+
+
+class PretrainClipDataset(torch.utils.data.Dataset):
+    """Masked-autoencoding pre-training clips (MAE-DFER / SVFAP / HiCMAE recipe, see the module doc).
+
+    Args:
+        rows: Annotation rows (``kind="pretrain"``) or plain paths of videos (or frame folders).
+        num_frames: Frames per clip ``L`` (16).
+        sampling_rate: Frame stride ``sr`` (4).
+        input_size: Output side ``S`` (160).
+        mask: Video mask settings (required: MAE-DFER and SVFAP/HiCMAE differ; see :data:`PRETRAIN_PRESETS`).
+        audio: HiCMAE audio settings, or ``None`` for video-only pre-training.
+        fixed_crop: ``((r0, r1), (c0, c1))`` cut applied to every decoded frame first, e.g.
+            :data:`VOXCELEB2_FIXED_CROP_160`; ``None`` keeps the whole frame.
+        num_samples: Clips drawn per decoded video (each with its own draws and mask).
+        backend: Video backend of :func:`maedfer.data.readers.open_clip`.
+        scales: Multi-scale crop scales.
+        seed: Base seed; item ``i`` of epoch ``e`` uses ``np.random.default_rng((seed, e, i))``.
+        frame_ext: Frame extension for frame-folder clips.
+        max_skip_fraction: Largest tolerated fraction of unreadable items (process-local counter).
+        skip_bad_samples: Return a skip record for unreadable items; ``False`` re-raises the error.
+
+    Items are dicts with ``video`` ``(3, L, S, S)`` float32, ``mask`` ``(N,)`` bool (True = masked),
+    ``index`` (int) and, with audio, ``audio`` ``(1, 256, 128)`` float32 and ``mask_audio`` ``(N_a,)`` bool.
+    With ``num_samples > 1`` every tensor has a leading axis of that size. A sample that cannot be read is
+    returned as a :class:`~maedfer.data.video_datasets.SkippedSample` (logged and counted); use
+    :func:`collate_pretrain` as the data loader's ``collate_fn``.
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[AnnotationRow | str | os.PathLike[str]],
+        *,
+        num_frames: int = 16,
+        sampling_rate: int = 4,
+        input_size: int = 160,
+        mask: MaskSpec,
+        audio: PretrainAudioConfig | None = None,
+        fixed_crop: tuple[tuple[int, int], tuple[int, int]] | None = None,
+        num_samples: int = 1,
+        backend: Literal["auto", "decord", "pyav"] = "auto",
+        scales: Sequence[float] = OFFICIAL_SCALES,
+        seed: int = 0,
+        frame_ext: str = "jpg",
+        max_skip_fraction: float = 0.01,
+        skip_bad_samples: bool = True,
+    ) -> None:
+        super().__init__()
+        self.rows: list[AnnotationRow] = [
+            row if isinstance(row, AnnotationRow) else AnnotationRow(path=os.fspath(row), label=None) for row in rows
+        ]
+        self.num_frames = _check_positive_int(num_frames, "num_frames")
+        self.sampling_rate = _check_positive_int(sampling_rate, "sampling_rate")
+        self.input_size = _check_positive_int(input_size, "input_size")
+        self.num_samples = _check_positive_int(num_samples, "num_samples")
+        self.mask_spec = mask
+        self.mask_generator = mask.build(self.num_frames, self.input_size)
+        self.audio = audio
+        self.audio_mask_generator = (
+            build_mask_generator("random", audio.mask_grid, audio.mask_ratio) if audio is not None else None
+        )
+        if fixed_crop is not None:
+            (r0, r1), (c0, c1) = fixed_crop
+            if not (0 <= r0 < r1 and 0 <= c0 < c1):
+                raise ValueError(
+                    f"fixed_crop must be ((r0, r1), (c0, c1)) with 0 <= r0 < r1 and 0 <= c0 < c1, got {fixed_crop}"
+                )
+        self.fixed_crop = fixed_crop
+        self.crop = GroupMultiScaleCrop(self.input_size, scales)
+        if backend not in ("auto", "decord", "pyav"):
+            raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.backend = backend
+        self.seed = seed
+        self.frame_ext = frame_ext.lstrip(".")
+        self.epoch = 0
+        self.skip_bad_samples = bool(skip_bad_samples)
+        self.skip_counter = SkipCounter(len(self.rows), max_skip_fraction, name="pre-training set")
+        if audio is not None:
+            for row in self.rows:
+                if not row.audio_path:
+                    try:
+                        audio.audio_path(row.path)
+                    except ValueError as exc:
+                        where = f"line {row.line}: " if row.line else ""
+                        raise ValueError(f"{where}{exc}") from None
+
+    @classmethod
+    def from_annotation_file(
+        cls, file: PathLike, *, path_map: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> PretrainClipDataset:
+        """Build from an official pre-training list (``<video> 0`` per line).
+
+        Args:
+            file: The list file.
+            path_map: Path prefix rewrites (see :func:`maedfer.data.annotations.remap_path`).
+            **kwargs: Constructor arguments.
+
+        Returns:
+            The dataset.
+        """
+        return cls(read_annotations(file, kind="pretrain", path_map=path_map), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch used in the per-item seeds."""
+        self.epoch = int(epoch)
+
+    @property
+    def skipped(self) -> int:
+        """Number of distinct items skipped in this process."""
+        return self.skip_counter.count
+
+    def item_rng(self, index: int) -> np.random.Generator:
+        """The NumPy generator of item ``index`` in the current epoch: ``default_rng((seed, epoch, index))``."""
+        return np.random.default_rng((self.seed, self.epoch, int(index)))
+
+    def audio_path(self, row: AnnotationRow) -> str:
+        """Audio file of a row: its ``audio_path`` or the path derived from the video path."""
+        if self.audio is None:
+            raise ValueError("this dataset has no audio configuration")
+        return row.audio_path if row.audio_path else self.audio.audio_path(row.path)
+
+    def _frame_time(self, reader: Any, index: int) -> tuple[float, float]:
+        """Frame time from the reader, or from ``audio.frame_rate`` for readers without time stamps."""
+        if hasattr(reader, "frame_time"):
+            return reader.frame_time(index)
+        rate = self.audio.frame_rate if self.audio is not None else None
+        if not rate:
+            raise ValueError(
+                f"{reader!r} has no frame times; set PretrainAudioConfig.frame_rate to pre-train with audio "
+                f"on frame folders"
+            )
+        return np.float32(index / rate), np.float32((index + 1) / rate)
+
+    def load(
+        self,
+        index: int,
+        draws: Sequence[PretrainDraws] | None = None,
+        rng: np.random.Generator | None = None,
+        *,
+        return_frames: bool = False,
+    ) -> dict[str, Any]:
+        """Build item ``index``, optionally replaying given draws. Errors propagate (no skipping).
+
+        Draw order with ``draws=None``: a torch seed for the masks, the ``num_samples`` temporal offsets,
+        then (after decoding) the ``num_samples`` crops, then per sample the audio gain.
+
+        Args:
+            index: Row index.
+            draws: One :class:`PretrainDraws` per sample (``num_samples`` of them), or ``None`` to draw.
+            rng: NumPy generator (default: :meth:`item_rng`).
+            return_frames: Also return ``frames`` (the uint8 ``(L, S, S, 3)`` crops; a list per sample when
+                ``num_samples > 1``), ``frame_indices``, ``draws`` and ``audio_windows``.
+
+        Returns:
+            The item dict (see the class doc).
+
+        Raises:
+            FileNotFoundError, ClipReadError: The video or audio cannot be read, the frames do not fit the
+                fixed crop, or the audio segment is too short.
+            ValueError: Malformed draws.
+        """
+        rng = rng if rng is not None else self.item_rng(index)
+        torch_gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        row = self.rows[index]
+        if draws is not None and len(draws) != self.num_samples:
+            raise ValueError(f"expected {self.num_samples} draws (num_samples), got {len(draws)}")
+        reader = open_clip(row.path, ext=self.frame_ext, backend=self.backend)
+        try:
+            duration = len(reader)
+            if draws is None:
+                offsets = [
+                    draw_pretrain_offset(duration, rng, self.num_frames, self.sampling_rate)
+                    for _ in range(self.num_samples)
+                ]
+            else:
+                offsets = [int(d.offset) for d in draws]
+            sample_ids = [pretrain_frame_indices(duration, o, self.num_frames, self.sampling_rate) for o in offsets]
+            # One decode for all samples: the reader decodes each distinct frame once.
+            frames_all = reader.read([i for ids in sample_ids for i in ids])
+            if self.fixed_crop is not None:
+                try:
+                    frames_all = apply_fixed_crop(frames_all, self.fixed_crop)
+                except ValueError as exc:
+                    raise ClipReadError(row.path, str(exc)) from exc
+            image_h, image_w = frames_all.shape[1:3]
+            if draws is None:
+                draws = [PretrainDraws(offset=o, crop=self.crop.draw(image_w, image_h, rng)) for o in offsets]
+
+            videos, masks, audios, audio_masks, crops, windows = [], [], [], [], [], []
+            for k, (ids, draw) in enumerate(zip(sample_ids, draws)):
+                cropped = self.crop.apply(frames_all[k * self.num_frames : (k + 1) * self.num_frames], draw.crop)
+                crops.append(cropped)
+                videos.append(to_normalized_tensor(cropped))
+                masks.append(self._mask(draw.mask, self.mask_generator, torch_gen, "mask"))
+                if self.audio is not None:
+                    assert self.audio_mask_generator is not None
+                    fbank, window = self._audio(row, reader, ids, duration, draw, rng)
+                    audios.append(fbank)
+                    windows.append(window)
+                    audio_masks.append(
+                        self._mask(draw.mask_audio, self.audio_mask_generator, torch_gen, "mask_audio")
+                    )
+        finally:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+
+        def pack(items: list[Tensor]) -> Tensor:
+            return items[0] if self.num_samples == 1 else torch.stack(items)
+
+        item: dict[str, Any] = {"video": pack(videos), "mask": pack(masks), "index": int(index)}
+        if self.audio is not None:
+            item["audio"] = pack(audios)
+            item["mask_audio"] = pack(audio_masks)
+        if return_frames:
+            item["frames"] = crops[0] if self.num_samples == 1 else crops
+            item["frame_indices"] = sample_ids[0] if self.num_samples == 1 else sample_ids
+            item["draws"] = list(draws)
+            item["audio_windows"] = windows
+        return item
+
+    @staticmethod
+    def _mask(given: Tensor | None, generator: MaskGenerator, torch_gen: torch.Generator, name: str) -> Tensor:
+        """Use a given mask (validated) or draw one."""
+        if given is None:
+            return generator(torch_gen)
+        given = torch.as_tensor(given)
+        if given.dtype != torch.bool or given.shape != (generator.num_tokens,):
+            raise ValueError(
+                f"{name} must be a ({generator.num_tokens},) bool tensor, got {tuple(given.shape)} {given.dtype}"
+            )
+        return given
+
+    def _audio(
+        self,
+        row: AnnotationRow,
+        reader: Any,
+        ids: list[int],
+        duration: int,
+        draw: PretrainDraws,
+        rng: np.random.Generator,
+    ) -> tuple[Tensor, PretrainAudioWindow]:
+        """Read and convert the audio segment of one clip; returns ``((1, T, M) fbank, window)``."""
+        assert self.audio is not None
+        window = pretrain_audio_window(
+            ids, duration, self.sampling_rate, lambda i: self._frame_time(reader, i), self.audio.sample_rate
+        )
+        path = self.audio_path(row)
+        if not Path(path).is_file():
+            raise FileNotFoundError(errno.ENOENT, "audio file not found", path)
+        waveform = read_audio(
+            path, sample_rate=self.audio.sample_rate, offset=window.offset, num_samples=window.num_samples
+        )
+        if waveform.shape[1] <= MIN_AUDIO_SAMPLES:
+            raise ClipReadError(
+                path,
+                f"audio segment of frames {window.start_frame}..{window.end_frame} (samples {window.offset}+"
+                f"{window.num_samples}) has only {waveform.shape[1]} samples (<= {MIN_AUDIO_SAMPLES})",
+            )
+        if draw.gain is not None:
+            gain = float(draw.gain)
+        else:
+            gain = random_gain(rng) if self.audio.random_gain else 1.0
+        return wav_to_fbank(waveform, self.audio.fbank, gain=gain), window
+
+    def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
+        """Item ``index`` with its per-(seed, epoch, index) draws; unreadable samples are skipped.
+
+        Returns:
+            The item dict, or a :class:`~maedfer.data.video_datasets.SkippedSample` naming the file.
+
+        Raises:
+            TooManySkippedSamples: If this process skipped more than ``max_skip_fraction`` of the items.
+        """
+        index = int(index)
+        try:
+            return self.load(index)
+        except BAD_SAMPLE_ERRORS as error:
+            if not self.skip_bad_samples:
+                raise
+            if isinstance(error, ClipReadError):
+                path, reason = error.path, error.reason
+            else:
+                path = getattr(error, "filename", None) or self.rows[index].path
+                reason = f"{type(error).__name__}: {error}"
+            record = SkippedSample(index, str(path), str(reason))
+            logger.warning("skipping pre-training item %d (%s): %s", index, record.path, record.reason)
+            self.skip_counter.add(record)
+            return record
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(rows={len(self)}, num_frames={self.num_frames}, "
+            f"sampling_rate={self.sampling_rate}, "
+            f"input_size={self.input_size}, mask={self.mask_spec}, audio={self.audio is not None}, "
+            f"fixed_crop={self.fixed_crop}, num_samples={self.num_samples}, seed={self.seed})"
+        )
+
+
+def collate_pretrain(batch: Sequence[dict[str, Any] | SkippedSample]) -> dict[str, Any]:
+    """``collate_fn`` of :class:`PretrainClipDataset`: drops skip records and flattens ``num_samples`` axes.
+
+    Args:
+        batch: Items of :class:`PretrainClipDataset` and :class:`~maedfer.data.video_datasets.SkippedSample`
+            records.
+
+    Returns:
+        Dict with ``video`` ``(B, 3, L, S, S)``, ``mask`` ``(B, N)``, ``index`` ``(B,)`` (and ``audio``
+        ``(B, 1, T, M)``, ``mask_audio`` ``(B, N_a)``), where ``B`` counts every clip of every kept item
+        (items with ``num_samples > 1`` contribute that many consecutive rows, all with their index), plus
+        ``"skipped"``: the skip records of this batch, as in
+        :func:`maedfer.data.video_datasets.skip_bad_samples_collate` (iterate with
+        :func:`~maedfer.data.video_datasets.filter_skipped_batches`). When every item was skipped the dict
+        holds only ``"skipped"``.
+    """
+    valid = [item for item in batch if not isinstance(item, SkippedSample)]
+    out: dict[str, Any] = {}
+    if valid:
+        multi = valid[0]["mask"].dim() == 2
+        for key in valid[0]:
+            if key == "index":
+                counts = [item["mask"].shape[0] if multi else 1 for item in valid]
+                out[key] = torch.tensor(
+                    [item[key] for item, count in zip(valid, counts) for _ in range(count)], dtype=torch.long
+                )
+            elif isinstance(valid[0][key], Tensor):
+                values = [item[key] for item in valid]
+                out[key] = torch.cat(values) if multi else torch.stack(values)
+            else:
+                out[key] = [item[key] for item in valid]
+    out["skipped"] = [item for item in batch if isinstance(item, SkippedSample)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Official fixture replay
+# --------------------------------------------------------------------------------------------------
+
+
+def _sha256(array: np.ndarray) -> str:
+    """sha256 of the C-contiguous bytes of an array."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _write_inputs(inputs: Mapping[str, Any], root: Path) -> None:
+    """Write the files of an ``inputs.pt`` fixture under ``root``."""
+    for entry in inputs["files"]:
+        target = root / entry["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(entry["data"].numpy().tobytes())
+
+
+def _decoded_png(data: Tensor) -> np.ndarray:
+    """Decode a PNG stored as a uint8 tensor to ``(H, W, 3)`` uint8."""
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB"))
+
+
+def check_pretrain_fixture(
+    path: PathLike,
+    *,
+    inputs_path: PathLike | None = None,
+    root: PathLike | None = None,
+    backends: Sequence[str] = ("decord", "pyav"),
+) -> list[tuple[str, bool, float, str]]:
+    """Replay the official pre-training records (``pretrain_dataset.pt``) through this module.
+
+    For every config and item, with the recorded random draws (offset, crop pair and offset, audio gain,
+    masks) fed in: frame indices, decoded frames (sha256, for each backend), crop geometry (crop sizes,
+    candidate pairs and offsets), the output tensor (sha256, sum and excerpt), the 160 x 160 frames after
+    crop and resize, mask statistics, and for HiCMAE the audio window, the audio path and the fbank.
+
+    Args:
+        path: ``pretrain_dataset.pt`` or the folder holding it.
+        inputs_path: ``inputs.pt`` (default: next to ``path``).
+        root: Folder to write the inputs to (default: a temporary folder, removed afterwards).
+        backends: Video backends whose decoded frames are checked.
+
+    Returns:
+        One ``(check name, passed, max abs difference or mismatch count, detail)`` per check.
+
+    Raises:
+        FileNotFoundError: If a fixture file is missing.
+        ValueError: If ``path`` is not a pre-training fixture.
+    """
+    fixture_path = Path(path)
+    if fixture_path.is_dir():
+        fixture_path = fixture_path / "pretrain_dataset.pt"
+    inputs_file = Path(inputs_path) if inputs_path is not None else fixture_path.with_name("inputs.pt")
+    for file in (fixture_path, inputs_file):
+        if not file.is_file():
+            raise FileNotFoundError(f"fixture file not found: {file}")
+    fixture = torch.load(fixture_path, weights_only=True)
+    if fixture.get("kind") != "pretrain_dataset":
+        raise ValueError(f"{fixture_path}: expected kind 'pretrain_dataset', got {fixture.get('kind')!r}")
+    inputs = torch.load(inputs_file, weights_only=True)
+    if root is not None:
+        return _check_pretrain_records(fixture, inputs, Path(root), backends)
+    with tempfile.TemporaryDirectory(prefix="maedfer_pretrain_fixture_") as tmp:
+        return _check_pretrain_records(fixture, inputs, Path(tmp), backends)
+
+
+def _dataset_for_config(config: Mapping[str, Any], rows: list[AnnotationRow], backend: str) -> PretrainClipDataset:
+    """Build the dataset that corresponds to one official pre-training configuration."""
+    args = config["args"]
+    grid = tuple(config["window_size"])
+    mask_kind = args["mask_type"]
+    window = tuple(args["part_win_size"][1:]) if mask_kind == "part_window" else None
+    patch = int(args["patch_size"][0]) if "patch_size" in args else 16
+    mask = MaskSpec(mask_kind, float(args["mask_ratio"]), window, int(args["num_frames"]) // grid[0], patch)
+    audio = None
+    if "audio_conf" in config:
+        conf = config["audio_conf"]
+        fbank = FbankConfig(
+            sample_rate=int(args.get("audio_sample_rate", 16000)),
+            num_mel_bins=int(conf["num_mel_bins"]),
+            target_length=int(conf["target_length"]),
+            mean=float(conf["mean"]),
+            std=float(conf["std"]),
+        )
+        audio = PretrainAudioConfig(
+            sample_rate=int(args.get("audio_sample_rate", 16000)),
+            fbank=fbank,
+            mask_ratio=float(args["mask_ratio_audio"]),
+            mask_grid=tuple(config["window_size_audio"]),  # type: ignore[arg-type]
+        )
+    crop = config["voxceleb2_crop"]
+    return PretrainClipDataset(
+        rows,
+        num_frames=int(args["num_frames"]),
+        sampling_rate=int(args["sampling_rate"]),
+        input_size=int(args["input_size"]),
+        mask=mask,
+        audio=audio,
+        fixed_crop=((int(crop[0][0]), int(crop[0][1])), (int(crop[1][0]), int(crop[1][1]))),
+        num_samples=int(args.get("num_samples", 1)),
+        backend=backend,  # type: ignore[arg-type]
+    )
+
+
+def _check_pretrain_records(
+    fixture: Mapping[str, Any], inputs: Mapping[str, Any], root: Path, backends: Sequence[str]
+) -> list[tuple[str, bool, float, str]]:
+    """Run the checks of :func:`check_pretrain_fixture` with inputs written under ``root``."""
+    if " " in str(root):
+        raise ValueError(f"the fixture root must not contain spaces: {root}")
+    _write_inputs(inputs, root)
+    tol = fixture["tolerances"]
+    mean = fixture["normalization"]["mean"]
+    std = fixture["normalization"]["std"]
+    results: list[tuple[str, bool, float, str]] = []
+
+    def record(name: str, passed: bool, value: float, detail: str) -> None:
+        results.append((name, bool(passed), float(value), detail))
+        log = logger.info if passed else logger.warning
+        log("%s: %s (%g) %s", name, "ok" if passed else "FAILED", value, detail)
+
+    for config in fixture["configs"]:
+        lines = [line.replace("{root}", str(root)) for line in config["setting_lines"]]
+        list_file = root / f"{config['name']}_setting.csv"
+        list_file.write_text("".join(line + "\n" for line in lines))
+        rows = read_annotations(list_file, kind="pretrain")
+        dataset = _dataset_for_config(config, rows, "pyav")
+        num_frames, sampling_rate = dataset.num_frames, dataset.sampling_rate
+        record(
+            f"{config['name']}/normalization",
+            tuple(mean) == tuple(IMAGENET_MEAN) and tuple(std) == tuple(IMAGENET_STD),
+            0.0,
+            f"mean {mean}, std {std}",
+        )
+        preset = PRETRAIN_PRESETS.get(str(config.get("system")), {})
+        ok = (
+            preset.get("mask") == dataset.mask_spec
+            and preset.get("fixed_crop") == dataset.fixed_crop
+            and (preset.get("audio") is None) == (dataset.audio is None)
+            and (dataset.num_frames, dataset.sampling_rate, dataset.input_size) == (16, 4, 160)
+        )
+        record(f"{config['name']}/preset", ok, 0.0 if ok else 1.0, f"{config.get('system')}: {dataset.mask_spec}")
+        for number, item in enumerate(config["items"]):
+            prefix = f"{config['name']}/item{number}:{item['video']}:seed{item['seed']}"
+            row = rows[int(item["dataset_index"])]
+            duration = int(item["duration"])
+            offset = int(item["segment_indices"][0]) - 1
+
+            # temporal sampling
+            count = pretrain_offset_range(duration, num_frames, sampling_rate)
+            ids = pretrain_frame_indices(duration, offset, num_frames, sampling_rate)
+            in_range = (0 <= offset < count) if count > 0 else offset == 0
+            ok = ids == list(item["frame_indices"]) and count == int(item["average_duration"]) and in_range
+            mismatches = sum(a != b for a, b in zip(ids, item["frame_indices"]))
+            record(f"{prefix}/frame_indices", ok, mismatches, f"offset {offset}, offsets {max(count, 1)}, ids {ids}")
+
+            # decoding
+            for backend in backends:
+                with VideoFileReader(row.path, backend=backend) as reader:  # type: ignore[arg-type]
+                    length = len(reader)
+                    decoded = reader.read(item["frame_indices"])
+                hashes = [_sha256(frame) for frame in decoded]
+                bad = sum(h != e for h, e in zip(hashes, item["decoded_frames_sha256"]))
+                ok = (
+                    length == duration
+                    and list(decoded.shape[1:]) == list(item["decoded_frame_shape"])
+                    and len(hashes) == len(item["decoded_frames_sha256"])
+                    and bad == 0
+                )
+                record(f"{prefix}/decode[{backend}]", ok, bad, f"{length} frames, {bad} frame hashes differ")
+
+            # crop geometry
+            crop = item["crop"]
+            image_w, image_h = int(crop["image_w"]), int(crop["image_h"])
+            pair = (int(crop["crop_pair"][0]), int(crop["crop_pair"][1]))
+            sizes = dataset.crop.crop_sizes(image_w, image_h)
+            pairs = dataset.crop.candidate_pairs(image_w, image_h)
+            offsets = dataset.crop.candidate_offsets(image_w, image_h, *pair)
+            box = CropBox(int(crop["crop_w"]), int(crop["crop_h"]), int(crop["offset_w"]), int(crop["offset_h"]))
+            fixed_h = dataset.fixed_crop[0][1] - dataset.fixed_crop[0][0] if dataset.fixed_crop else None
+            fixed_w = dataset.fixed_crop[1][1] - dataset.fixed_crop[1][0] if dataset.fixed_crop else None
+            ok = (
+                sizes == list(crop["crop_sizes"])
+                and pairs == [tuple(p) for p in crop["candidate_pairs"]]
+                and offsets == [tuple(o) for o in crop["candidate_offsets"]]
+                and pair in pairs
+                and (box.crop_w, box.crop_h) == pair
+                and (box.offset_w, box.offset_h) in offsets
+                and (fixed_w, fixed_h) == (image_w, image_h)
+            )
+            where = f"pair {pair} at ({box.offset_w}, {box.offset_h})"
+            record(f"{prefix}/crop_geometry", ok, 0.0 if ok else 1.0, where)
+
+            # full item with the recorded draws
+            draws = PretrainDraws(
+                offset=offset,
+                crop=box,
+                gain=float(item["audio"]["gain"]) if "audio" in item else None,
+                mask=item["mask"],
+                mask_audio=item.get("audio_mask"),
+            )
+            out = dataset.load(int(item["dataset_index"]), [draws], return_frames=True)
+            video = out["video"]
+            array = video.numpy()
+            sha_ok = _sha256(array.astype("<f4")) == item["output_sha256"]
+            excerpt = video[:, :, ::32, ::32]
+            excerpt_diff = float((excerpt - item["output_excerpt"]).abs().max())
+            sum_diff = abs(float(array.astype(np.float64).sum()) - float(item["output_sum"]))
+            ok = (
+                list(video.shape) == list(item["output_shape"])
+                and str(video.dtype).replace("torch.", "") == item["output_dtype"]
+                and excerpt_diff <= tol["video_atol"]
+                and sum_diff <= tol["video_atol"] * array.size
+            )
+            record(
+                f"{prefix}/output",
+                ok,
+                excerpt_diff,
+                f"sha256 {'identical' if sha_ok else 'differs'}, |sum diff| {sum_diff:.3g}",
+            )
+            record(f"{prefix}/output_sha256", sha_ok, 0.0 if sha_ok else 1.0, item["output_sha256"][:16])
+            if "output_frames_png" in item:
+                worst = 0
+                for position, png in zip(item["output_frame_positions"], item["output_frames_png"]):
+                    expected = _decoded_png(png).astype(np.int16)
+                    worst = max(worst, int(np.abs(out["frames"][position].astype(np.int16) - expected).max()))
+                record(f"{prefix}/output_frames_png", worst == 0, worst, f"positions {item['output_frame_positions']}")
+
+            # masks
+            mask = item["mask"]
+            generator = dataset.mask_generator
+            if dataset.mask_spec.kind == "part_window":
+                grid, window_cells = dataset.mask_spec.grid(num_frames, dataset.input_size), dataset.mask_spec.window
+                structure = window_cells is not None and is_part_window_mask(mask, grid, window_cells)
+            else:
+                structure = is_tube_mask(mask, dataset.mask_spec.grid(num_frames, dataset.input_size))
+            drawn = generator(torch.Generator().manual_seed(int(item["seed"])))
+            ok = (
+                list(mask.shape) == list(item["mask_shape"])
+                and int(mask.sum()) == int(item["mask_num_masked"]) == generator.num_masked
+                and structure
+                and drawn.shape == mask.shape
+                and int(drawn.sum()) == generator.num_masked
+            )
+            record(
+                f"{prefix}/mask",
+                ok,
+                abs(int(mask.sum()) - generator.num_masked),
+                f"{dataset.mask_spec.kind}: {int(mask.sum())}/{mask.numel()} masked, structure {structure}",
+            )
+
+            # audio
+            if "audio" in item:
+                rec = item["audio"]
+                window = out["audio_windows"][0]
+                audio_path = dataset.audio_path(row)
+                expected_path = rec["audio_path"].replace("{root}", str(root))
+                ok = (
+                    window.start_frame == int(rec["start_frame_idx"])
+                    and window.end_frame == int(rec["end_frame_idx"])
+                    and window.start_time == np.float32(rec["audio_start"])
+                    and window.end_time == np.float32(rec["audio_end"])
+                    and window.offset == int(rec["audio_start_idx"])
+                    and window.num_samples == int(rec["audio_num_samples"])
+                    and audio_path == expected_path
+                    and rec["timestamp_dtype"] == "float32"
+                )
+                record(
+                    f"{prefix}/audio_window",
+                    ok,
+                    abs(window.offset - int(rec["audio_start_idx"]))
+                    + abs(window.num_samples - int(rec["audio_num_samples"])),
+                    f"frames {window.start_frame}..{window.end_frame}, samples {window.offset}+{window.num_samples}",
+                )
+                fbank_config = dataset.audio.fbank  # type: ignore[union-attr]
+                frames_before = num_fbank_frames(
+                    window.num_samples, fbank_config.sample_rate, fbank_config.frame_shift_ms
+                )
+                fbank = out["audio"]
+                expected = rec["fbank"]
+                diff = float((fbank - expected).abs().max())
+                close = bool(torch.allclose(fbank, expected, atol=tol["fbank_atol"], rtol=tol["fbank_rtol"]))
+                fb_sha = _sha256(fbank.numpy().astype("<f4")) == rec["fbank_sha256"]
+                ok = (
+                    close
+                    and list(fbank.shape) == list(expected.shape)
+                    and frames_before == int(rec["fbank_frames_before_pad_or_cut"])
+                    and fbank_config.target_length - frames_before == int(rec["pad_or_cut"])
+                )
+                record(
+                    f"{prefix}/fbank",
+                    ok,
+                    diff,
+                    f"{frames_before} frames before pad/cut, gain {rec['gain']:.6f}, "
+                    f"sha256 {'identical' if fb_sha else 'differs'}",
+                )
+                audio_mask = item["audio_mask"]
+                am = dataset.audio_mask_generator
+                assert am is not None
+                drawn_audio = am(torch.Generator().manual_seed(int(item["seed"])))
+                ok = (
+                    audio_mask.dtype == torch.bool
+                    and audio_mask.numel() == am.num_tokens
+                    and int(audio_mask.sum()) == int(item["audio_mask_num_masked"]) == am.num_masked
+                    and int(drawn_audio.sum()) == am.num_masked
+                )
+                record(
+                    f"{prefix}/audio_mask",
+                    ok,
+                    abs(int(audio_mask.sum()) - am.num_masked),
+                    f"{int(audio_mask.sum())}/{audio_mask.numel()} masked",
+                )
+    return results

@@ -356,12 +356,43 @@ def check_fixture(path: str | Path, fixture: dict[str, Any] | None = None) -> Pa
     return ParityResult(path, True, max_abs_err=cmp.max_abs_err, checked=cmp.checked)
 
 
+# Kinds of the data-pipeline fixtures (``tests/fixtures/official_data``); their system is "data".
+DATA_KINDS = {"inputs", "frame_resize", "finetune_dataset", "av_dataset", "pretrain_dataset"}
+
+
+def fixture_system(fx: dict[str, Any]) -> str | None:
+    """``"data"`` for data-pipeline fixtures, else the fixture's ``system``."""
+    return "data" if fx.get("kind") in DATA_KINDS else fx.get("system")
+
+
+def check_data_fixture_groups(path: Path, fx: dict[str, Any]) -> list[ParityResult]:
+    """One :class:`ParityResult` per record group of a data-pipeline fixture (named ``<file>:<group>``)."""
+    from .data.data_parity import check_data_fixture
+
+    try:
+        groups = check_data_fixture(path, fixture=fx)
+    except Exception as err:  # a crash fails the whole file, reported on its line
+        logger.debug("data fixture %s raised", path, exc_info=True)
+        return [ParityResult(path, False, reason=f"{type(err).__name__}: {err}")]
+    return [
+        ParityResult(Path(f"{path}:{name}"), bool(ok), max_abs_err=float(err or 0.0), reason=reason)
+        for name, ok, err, reason in groups
+    ]
+
+
 def run_parity(paths: Sequence[str | Path], systems: Sequence[str] | None = None) -> list[ParityResult]:
-    """Check every fixture under ``paths`` whose system is in ``systems`` (all when ``None``)."""
+    """Check every fixture under ``paths`` whose system is in ``systems`` (all when ``None``).
+
+    Model fixtures give one result per file; data-pipeline fixtures (system ``"data"``) one per record group.
+    """
     results = []
     for path in collect_fixture_files(paths):
         fx = read_fixture_header(path)
-        if systems is not None and fx.get("system") not in systems:
+        system = fixture_system(fx)
+        if systems is not None and system not in systems:
             continue
-        results.append(check_fixture(path, fx))
+        if system == "data":
+            results.extend(check_data_fixture_groups(path, fx))
+        else:
+            results.append(check_fixture(path, fx))
     return results

@@ -106,3 +106,11 @@ def test_cli_fails_on_unsupported_kind(tmp_path: Path) -> None:
     proc = _run_tool(str(fake))
     assert proc.returncode == 1
     assert proc.stdout.startswith(f"FAIL {fake} unsupported system/kind mae_dfer/not_a_kind")
+
+
+def test_cli_data_fixtures_pass_per_record_group() -> None:
+    proc = _run_tool(str(ROOT / "tests" / "fixtures" / "official_data"), "--systems", "data")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    files = {line.split()[1].split(":")[0] for line in lines}
+    assert len(files) == 5 and len(lines) > 50 and all(line.startswith("PASS ") for line in lines)

@@ -2,10 +2,12 @@
 """Compare maedfer with golden outputs of the official code.
 
 Usage:
-    python tools/check_parity.py tests/fixtures/official [more files or folders] [--systems mae_dfer,svfap]
+    python tools/check_parity.py tests/fixtures/official [more files or folders] [--systems mae_dfer,svfap,hicmae]
+    python tools/check_parity.py tests/fixtures/official_data --systems data
 
-Prints ``PASS <file> max_abs_err=<x>`` or ``FAIL <file> <reason>`` per fixture and exits 1 if any fixture fails or
-has a system/kind that maedfer does not support yet.
+Prints ``PASS <file> max_abs_err=<x>`` or ``FAIL <file> <reason>`` per model fixture, and one such line per record
+group (``<file>:<group>``) for the data-pipeline fixtures; exits 1 if anything fails or has a system/kind that
+maedfer does not support.
 """
 
 from __future__ import annotations

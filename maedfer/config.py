@@ -1,0 +1,367 @@
+"""Typed experiment configuration: dataclasses loaded from YAML, with dotted command-line overrides.
+
+An experiment is ``ExperimentConfig(model, data, optim, train)``. YAML files mirror that nesting::
+
+    model: {name: mae_dfer_pretrain_base, kwargs: {decoder_pos_order: raster}}
+    data: {dataset: synthetic, batch_size: 8}
+    optim: {lr: 3.0e-4, betas: [0.9, 0.95]}
+    train: {task: pretrain, epochs: 100}
+
+Overrides use dotted keys and YAML values: ``train.epochs=3 optim.lr=1e-4 model.kwargs.drop_path_rate=0.1``. Unknown
+keys are errors (naming the key and the file), so a typo never silently does nothing. The resolved configuration is
+saved next to the checkpoints (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "dump_config",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration file or override; the message names the key (and file)."""
+
+
+@dataclass
+class ModelConfig:
+    """Which model to build.
+
+    Attributes:
+        name: Registered model name (``maedfer.list_models(include_official=True)``).
+        kwargs: Constructor overrides passed to :func:`maedfer.create_model`.
+        checkpoint: Weights to start from (e.g. a pre-training checkpoint for fine-tuning); official ``.pth`` files,
+            maedfer checkpoints and safetensors are accepted.
+        width_from_checkpoint: Take the encoder width from ``checkpoint`` (SVFAP's 768-wide registration).
+        grad_checkpointing: Recompute block activations in the backward pass (saves memory).
+        official_behaviour: Reproduce the official pre-training quirks (MAE-DFER decoder positions, SVFAP context and
+            up-sampling); needed to continue training a released pre-training checkpoint exactly.
+    """
+
+    name: str = "mae_dfer_pretrain_base"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    width_from_checkpoint: bool = False
+    grad_checkpointing: bool = False
+    official_behaviour: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Where the clips come from and how they are sampled.
+
+    Attributes:
+        dataset: A registered dataset name (``maedfer.data.registry``), or ``"synthetic"`` for the embedded synthetic
+            face world (generated under ``root`` when missing).
+        root: Data root; for ``"synthetic"`` the folder of the generated world.
+        train_file: Annotation file of the training split (``{fold}`` is replaced by the fold name).
+        val_file: Validation annotation file (``None``: no validation during training).
+        test_file: Test annotation file (evaluated with the test views at the end).
+        path_map: Prefix replacements for paths inside annotation files (the official files carry the authors'
+            absolute paths).
+        num_frames: Frames per clip.
+        sampling_rate: Frame stride.
+        input_size: Network input size.
+        short_side_size: Frames are resized to this square size before cropping (the official behaviour).
+        test_num_segment: Temporal test views.
+        test_num_crop: Spatial test views (identical for square frames; duplicates are dropped unless
+            ``official_duplicate_crops``).
+        official_duplicate_crops: Evaluate the duplicate spatial views like the official code (same predictions).
+        file_ext: Frame file extension for frame folders (``png`` for MAFW).
+        video_backend: ``"auto"``, ``"decord"`` or ``"pyav"``.
+        batch_size: Clips per process per step.
+        num_workers: DataLoader workers per process.
+        pin_memory: Pin host memory (GPU).
+        mask_type: Video mask for pre-training (``"tube"`` or ``"part_window"``; ``None``: the model's default).
+        mask_ratio: Video mask ratio.
+        audio_mask_ratio: Audio mask ratio (HiCMAE).
+        num_samples: Clips sampled per decoded video in pre-training (repeated sampling).
+        fixed_crop: Fixed ``((top, bottom), (left, right))`` crop of every decoded frame before augmentation
+            (the official VoxCeleb2 top-centre crop is ``((0, 160), (32, 192))``).
+        audio_random_gain: Apply the official random audio gain at evaluation time too.
+        max_skip_fraction: Stop with an error when more than this fraction of clips could not be read.
+        rand_augment: Use RandAugment (m7, n4) in fine-tuning.
+        reprob: Random-erasing probability in fine-tuning.
+        mixup: Mixup alpha (0 disables mixup and cutmix).
+        cutmix: CutMix alpha.
+        label_smoothing: Label smoothing of the (mixed) targets.
+        synthetic: Generator settings for the synthetic world (identities, clips per class, frames, size).
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    train_file: str | None = None
+    val_file: str | None = None
+    test_file: str | None = None
+    path_map: dict[str, str] = field(default_factory=dict)
+    num_frames: int = 16
+    sampling_rate: int = 4
+    input_size: int = 160
+    short_side_size: int = 160
+    test_num_segment: int = 2
+    test_num_crop: int = 2
+    official_duplicate_crops: bool = False
+    file_ext: str = "jpg"
+    video_backend: str = "auto"
+    batch_size: int = 32
+    num_workers: int = 8
+    pin_memory: bool = True
+    mask_type: str | None = None
+    mask_ratio: float = 0.9
+    audio_mask_ratio: float = 0.8
+    num_samples: int = 1
+    fixed_crop: list[list[int]] | None = None
+    audio_random_gain: bool = False
+    max_skip_fraction: float = 0.01
+    rand_augment: bool = True
+    reprob: float = 0.25
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    label_smoothing: float = 0.1
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW, parameter groups and the learning-rate schedule.
+
+    Attributes:
+        lr: Base learning rate for a total batch of 256 (scaled by total batch / 256 when ``scale_lr``).
+        min_lr: Final learning rate of the cosine (also scaled).
+        scale_lr: Scale ``lr`` and ``min_lr`` by total batch / 256 (the official rule).
+        warmup_epochs: Linear warm-up from 0, in epochs.
+        warmup_steps: Warm-up in iterations (overrides ``warmup_epochs`` when > 0).
+        weight_decay: AdamW weight decay (constant).
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+        layer_decay: Layer-wise LR decay (fine-tuning; ``None`` disables).
+        clip_grad: Gradient-norm clipping (``None``: off, as the official recipes).
+        accum_steps: Gradient accumulation steps.
+    """
+
+    lr: float = 1e-3
+    min_lr: float = 1e-6
+    scale_lr: bool = True
+    warmup_epochs: float = 5.0
+    warmup_steps: int = -1
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    layer_decay: float | None = 0.75
+    clip_grad: float | None = None
+    accum_steps: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """The run.
+
+    Attributes:
+        task: ``"pretrain"``, ``"classification"`` or ``"regression"``.
+        epochs: Training epochs.
+        seed: Base seed (each process adds its rank).
+        output_dir: Where checkpoints, logs, metrics and ``config.yaml`` go.
+        backend: ``"auto"`` (DDP when several processes, else local), ``"local"``, ``"ddp"`` or ``"deepspeed"``.
+        precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+        zero_stage: DeepSpeed ZeRO stage (0, 1 or 2).
+        find_unused_parameters: DDP option; needed for the LGI 'region' head and SVFAP's official pre-training.
+        ema_decay: Keep an exponential moving average of the weights (``None``: off).
+        save_every_epochs: Checkpoint period in epochs (the last epoch is always saved).
+        save_every_steps: Also checkpoint every N optimizer steps within an epoch (0: off).
+        keep_checkpoints: How many periodic checkpoints to keep (the newest; 0 keeps all).
+        resume: ``"auto"`` (latest complete checkpoint in ``output_dir``), ``"none"`` or a checkpoint path.
+        eval_every_epochs: Validation period (0: only at the end).
+        max_steps_per_epoch: Cap on steps per epoch (demos and smoke tests; ``None``: the whole loader).
+        max_nonfinite_steps: Consecutive non-finite losses tolerated (skipped and counted) before stopping.
+        log_every_steps: Console / tensorboard period.
+        tensorboard: Write tensorboard scalars (and reconstruction images in pre-training).
+        frame_diff_group_size: Pre-training motion target group size (MAE-DFER: 2; ``None``: plain pixels).
+        target_diff_weight: Weight of the frame-difference half of the loss (``None``: plain MSE).
+        normalize_target: Per-patch normalised pixel targets.
+        contrastive_weight: HiCMAE hierarchical contrastive loss weight.
+        gather_negatives: HiCMAE: contrastive negatives from the whole global batch.
+        regression_loss: ``"mse"``, ``"l1"``, ``"smooth_l1"``, ``"ccc"`` or ``"pcc"``.
+    """
+
+    task: str = "pretrain"
+    epochs: int = 100
+    seed: int = 0
+    output_dir: str = "runs/default"
+    backend: str = "auto"
+    precision: str = "auto"
+    zero_stage: int = 0
+    find_unused_parameters: bool = True
+    ema_decay: float | None = None
+    save_every_epochs: int = 10
+    save_every_steps: int = 0
+    keep_checkpoints: int = 2
+    resume: str = "auto"
+    eval_every_epochs: int = 1
+    max_steps_per_epoch: int | None = None
+    max_nonfinite_steps: int = 20
+    log_every_steps: int = 10
+    tensorboard: bool = True
+    frame_diff_group_size: int | None = None
+    target_diff_weight: float | None = None
+    normalize_target: bool = True
+    contrastive_weight: float = 0.0025
+    gather_negatives: bool = False
+    regression_loss: str = "mse"
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ------------------------------------------------------------------------------------------------- conversion
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    """Validate (and lightly coerce) a value against a dataclass field annotation."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", ())):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected float, got {value!r}") from None
+    if annotation in (int, float, str, bool):
+        if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_type(v, args[0], f"{key}[{i}]") if args else v for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; valid: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{name}: expected a mapping")
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from nested mappings; unknown keys and wrong types raise ConfigError."""
+    return _build(ExperimentConfig, data or {}, "")
+
+
+def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """Plain nested dict (YAML/JSON serialisable)."""
+    return dataclasses.asdict(config)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if len(path) < 2:
+        raise ConfigError(f"override {text!r}: the key must name a section and a field, e.g. train.epochs=3")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict; returns a new dict."""
+    result = copy.deepcopy(data)
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load a YAML experiment file (or the defaults when ``path`` is None) and apply dotted overrides.
+
+    Raises:
+        ConfigError: For a missing/invalid file, unknown keys or wrong types (the message names the file).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{file}: invalid YAML: {err}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping with model/data/optim/train sections")
+        data = loaded or {}
+    try:
+        return config_from_dict(apply_overrides(data, overrides))
+    except ConfigError as err:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{err}") from None
+
+
+def dump_config(config: ExperimentConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved configuration as YAML (atomically)."""
+    from .checkpoint import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,216 @@
+"""Build datasets and data loaders from an :class:`~maedfer.config.ExperimentConfig`.
+
+The embedded default (``data.dataset: synthetic``) generates the synthetic face world under ``data.root`` on first use
+(rank 0 only; the other ranks wait), so every command runs on a fresh machine without licensed data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..audio import FbankConfig
+from .augment import FinetuneTrainTransform, Mixup
+from .pretrain_datasets import MaskSpec, PretrainAudioConfig, PretrainClipDataset, collate_pretrain
+from .video_datasets import AudioConfig, VideoClipDataset, skip_bad_samples_collate
+
+__all__ = [
+    "DataBundle",
+    "ResumableDistributedSampler",
+    "build_data",
+    "build_mixup",
+    "ensure_synthetic_world",
+    "split_files",
+]
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_DEFAULT_ROOT = "runs/synthetic_world"
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """A :class:`DistributedSampler` (also used with one process) that can start an epoch after ``start_index``
+    samples, so a run resumed from a mid-epoch checkpoint sees exactly the batches it had not seen yet."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start_index = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        start, self.start_index = self.start_index, 0
+        return iter(indices[start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start_index
+
+
+@dataclass
+class DataBundle:
+    """Datasets and loaders of one run.
+
+    Attributes:
+        train_loader: Training loader (``drop_last``; a :class:`ResumableDistributedSampler`).
+        train_sampler: Its sampler (``set_epoch`` / ``start_index``).
+        train_dataset: The training dataset (``set_epoch`` for per-epoch augmentation draws).
+        val_loader: Single-view validation loader, or ``None``.
+        test_loader: Test-view loader, or ``None``.
+        num_classes: Classes (0 for pre-training / regression).
+        audio: Whether items carry audio.
+    """
+
+    train_loader: DataLoader
+    train_sampler: ResumableDistributedSampler
+    train_dataset: Dataset
+    val_loader: DataLoader | None
+    test_loader: DataLoader | None
+    num_classes: int
+    audio: bool
+
+
+def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = None, *, is_main: bool = True) -> Path:
+    """Generate the synthetic face world under ``root`` if it is not there yet (only on the main process)."""
+    root = Path(root)
+    if (root / "info.json").is_file():
+        return root
+    if is_main:
+        from .synthetic import make_synthetic_world
+
+        logger.info("generating the synthetic face world under %s", root)
+        make_synthetic_world(root, **(settings or {}))
+    return root
+
+
+def split_files(cfg_data: Any, task: str, audio: bool, root: Path | None) -> dict[str, str | None]:
+    """Annotation files of the train / val / test splits (explicit files win over the synthetic defaults)."""
+    files = {"train": cfg_data.train_file, "val": cfg_data.val_file, "test": cfg_data.test_file}
+    if cfg_data.dataset == "synthetic" and root is not None:
+        if task == "pretrain":
+            sub = {"train": "pretrain/train.csv", "val": None, "test": None}
+        else:
+            kind = "regression" if task == "regression" else ("audio_visual" if audio else "classification")
+            sub = {split: f"{kind}/{split}.csv" for split in ("train", "val", "test")}
+        for split, rel in sub.items():
+            if files[split] is None and rel is not None:
+                files[split] = str(root / rel)
+    return files
+
+
+def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin_memory: bool, drop_last: bool,
+            collate) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory and torch.cuda.is_available(),
+        drop_last=drop_last,
+        collate_fn=collate,
+        # Not persistent: workers get a fresh copy of the dataset each epoch, so set_epoch() reaches them.
+        persistent_workers=False,
+    )
+
+
+def _model_geometry(model: torch.nn.Module) -> dict[str, Any]:
+    """Patch/tubelet/mask-window facts of a pre-training model (for the mask generator of the dataset)."""
+    encoder = model.encoder
+    embed = encoder.patch_embed
+    out = {"tubelet_size": embed.tubelet_size, "patch_size": embed.patch_size}
+    region = getattr(encoder, "region_size", None)
+    out["window"] = tuple(region[1:]) if region is not None else None
+    return out
+
+
+def build_mixup(cfg: Any, num_classes: int) -> Mixup | None:
+    """The official batch Mixup/CutMix with label smoothing, or ``None`` when both alphas are 0."""
+    data = cfg.data
+    if num_classes <= 0 or (data.mixup <= 0 and data.cutmix <= 0):
+        return None
+    return Mixup(mixup_alpha=data.mixup, cutmix_alpha=data.cutmix, label_smoothing=data.label_smoothing,
+                 num_classes=num_classes)
+
+
+def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: int = 1) -> DataBundle:
+    """Datasets and loaders for ``cfg.train.task`` (``pretrain``, ``classification`` or ``regression``)."""
+    data, train = cfg.data, cfg.train
+    task = train.task
+    audio = hasattr(model, "encoder_audio") and getattr(model, "encoder_audio", None) is not None
+    root = None
+    if data.dataset == "synthetic":
+        root = ensure_synthetic_world(data.root or SYNTHETIC_DEFAULT_ROOT, data.synthetic, is_main=rank == 0)
+        if world_size > 1:
+            torch.distributed.barrier()
+    files = split_files(data, task, audio, root)
+    if files["train"] is None:
+        raise ValueError("data.train_file is not set (and data.dataset is not 'synthetic')")
+    seed = train.seed
+    num_classes = 0
+    if task == "pretrain":
+        geometry = _model_geometry(model)
+        kind = data.mask_type or ("part_window" if geometry["window"] is not None else "tube")
+        mask = MaskSpec(kind=kind, ratio=data.mask_ratio, window=geometry["window"] if kind == "part_window" else None,
+                        tubelet_size=geometry["tubelet_size"], patch_size=geometry["patch_size"])
+        audio_cfg = None
+        if audio:
+            replacements = (("/videos/", "/audio/"), (".mp4", ".wav")) if root is not None else None
+            audio_cfg = PretrainAudioConfig(
+                mask_ratio=data.audio_mask_ratio,
+                **({"path_replacements": replacements} if replacements else {}),
+            )
+        fixed_crop = tuple(tuple(pair) for pair in data.fixed_crop) if data.fixed_crop else None
+        from .annotations import read_annotations
+
+        rows = read_annotations(files["train"], kind="pretrain", path_map=data.path_map or None)
+        train_ds: Dataset = PretrainClipDataset(
+            rows, num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,
+            mask=mask, audio=audio_cfg, fixed_crop=fixed_crop, num_samples=data.num_samples,
+            backend=data.video_backend, seed=seed, frame_ext=data.file_ext, max_skip_fraction=data.max_skip_fraction,
+        )
+        collate = collate_pretrain
+        val_ds = test_ds = None
+    else:
+        dataset_task = "regression" if task == "regression" else "classification"
+        audio_cfg = AudioConfig(fbank=FbankConfig(), random_gain=data.audio_random_gain) if audio else None
+        transform = FinetuneTrainTransform(
+            input_size=data.input_size, short_side_size=data.short_side_size,
+            rand_augment="rand-m7-n4-mstd0.5-inc1" if data.rand_augment else None, reprob=data.reprob,
+        )
+        common = dict(
+            num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,
+            short_side_size=data.short_side_size, test_num_segment=data.test_num_segment,
+            test_num_crop=data.test_num_crop, file_ext=data.file_ext, audio=audio_cfg, task=dataset_task,
+            path_map=data.path_map or None, official_duplicate_crops=data.official_duplicate_crops,
+            video_backend=data.video_backend, seed=seed, max_skip_fraction=data.max_skip_fraction,
+        )
+        train_ds = VideoClipDataset(files["train"], "train", train_transform=transform, **common)
+        val_ds = VideoClipDataset(files["val"], "validation", **common) if files["val"] else None
+        test_ds = VideoClipDataset(files["test"], "test", **common) if files["test"] else None
+        collate = skip_bad_samples_collate
+        if dataset_task == "classification":
+            num_classes = int(getattr(model, "num_classes", 0))
+    sampler = ResumableDistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                          drop_last=True)
+    train_loader = _loader(train_ds, data.batch_size, sampler=sampler, num_workers=data.num_workers,
+                           pin_memory=data.pin_memory, drop_last=True, collate=collate)
+
+    def eval_loader(ds: Dataset | None) -> DataLoader | None:
+        if ds is None:
+            return None
+        eval_sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
+        return _loader(ds, data.batch_size, sampler=eval_sampler, num_workers=data.num_workers,
+                       pin_memory=data.pin_memory, drop_last=False, collate=collate)
+
+    return DataBundle(
+        train_loader=train_loader,
+        train_sampler=sampler,
+        train_dataset=train_ds,
+        val_loader=eval_loader(val_ds),
+        test_loader=eval_loader(test_ds),
+        num_classes=num_classes,
+        audio=audio,
+    )

@@ -1,0 +1,467 @@
+"""``main(argv)``: the entry point behind ``pretrain/pretrain.py`` and ``finetune/finetune.py``.
+
+    torchrun --nproc_per_node=N pretrain/pretrain.py --config pretrain/configs/mae_dfer_voxceleb2.yaml [key=value ...]
+    python finetune/finetune.py --config finetune/configs/dfew_mae_dfer.yaml --folds 1-5
+
+Steps: load the typed config (YAML + dotted overrides) -> initialise the process group from torchrun's environment
+-> build the model (optionally from a checkpoint), the task (objective) and the data -> build the backend (DDP or
+DeepSpeed) with the official parameter groups and the per-iteration schedule -> resume from the latest complete
+checkpoint (``train.resume: auto``) -> train, validate, checkpoint -> final test with the official test views ->
+metrics (JSON, confusion matrix CSV/PNG) in ``train.output_dir``. ``--folds`` runs several folds and writes a
+mean +- std summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import atomic_write_text
+from .config import ExperimentConfig, dump_config, load_config
+
+__all__ = ["main", "run", "parse_folds"]
+
+logger = logging.getLogger("maedfer.train")
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+def parse_folds(text: str | None) -> list[str]:
+    """``"1-5"`` -> ``["1", "2", "3", "4", "5"]``; ``"1,3"`` -> ``["1", "3"]``; names pass through."""
+    if not text:
+        return []
+    folds: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part and all(p.strip().isdigit() for p in part.split("-", 1)):
+            low, high = (int(p) for p in part.split("-", 1))
+            folds.extend(str(i) for i in range(low, high + 1))
+        elif part:
+            folds.append(part)
+    return folds
+
+
+def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    for name in ("train_file", "val_file", "test_file"):
+        value = getattr(cfg.data, name)
+        if value is not None:
+            setattr(cfg.data, name, value.replace("{fold}", fold))
+    cfg.train.output_dir = cfg.train.output_dir.replace("{fold}", fold)
+    if "{fold}" not in cfg.train.output_dir and fold:
+        cfg.train.output_dir = str(Path(cfg.train.output_dir) / f"fold{fold}")
+    if cfg.model.checkpoint is not None:
+        cfg.model.checkpoint = cfg.model.checkpoint.replace("{fold}", fold)
+    return cfg
+
+
+def setup_logging(output_dir: Path, is_main: bool) -> None:
+    """Rank 0 logs INFO to the console and ``output_dir/log.txt``; other ranks log warnings only."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_maedfer", False):
+            root.removeHandler(handler)
+    level = logging.INFO if is_main else logging.WARNING
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(output_dir / "log.txt"))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        handler.setLevel(level)
+        handler._maedfer = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(min(root.level or logging.WARNING, level) if root.level else level)
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def model_inputs(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
+    """Positional inputs of a classifier for a batch: ``(video,)``, ``(video, audio)`` or ``(audio,)``."""
+    modality = getattr(model, "modality", None)
+    if modality == "audio_visual":
+        return batch["video"], batch["audio"]
+    if modality == "audio":
+        return (batch["audio"],)
+    return (batch["video"],)
+
+
+# -------------------------------------------------------------------------------------------------- building
+def build_model(cfg: ExperimentConfig) -> nn.Module:
+    """The model of ``cfg.model`` (weights from ``cfg.model.checkpoint`` if given)."""
+    from .parity import OFFICIAL_BEHAVIOUR
+    from .registry import create_model, model_entry
+
+    entry = model_entry(cfg.model.name)
+    kwargs = dict(cfg.model.kwargs)
+    if cfg.model.official_behaviour and entry.kind == "pretrain":
+        for key, value in OFFICIAL_BEHAVIOUR.get(entry.system, {}).items():
+            kwargs.setdefault(key, value)
+    checkpoint: Any = cfg.model.checkpoint
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise FileNotFoundError(f"model.checkpoint {checkpoint} does not exist")
+    model = create_model(
+        cfg.model.name, checkpoint=checkpoint, width_from_checkpoint=cfg.model.width_from_checkpoint, **kwargs
+    )
+    if cfg.model.grad_checkpointing:
+        for module in model.modules():
+            if hasattr(module, "set_grad_checkpointing") and module is not model or hasattr(model, "set_grad_checkpointing"):
+                if hasattr(module, "set_grad_checkpointing"):
+                    module.set_grad_checkpointing(True)
+    return model
+
+
+def build_task(cfg: ExperimentConfig, model: nn.Module, num_classes: int, mixup: Any) -> Any:
+    """The task object for ``cfg.train.task``."""
+    train = cfg.train
+    if train.task == "pretrain":
+        from .tasks import (
+            AudioVisualReconstructionObjective,
+            MaskedAudioVisualPretrainTask,
+            MaskedVideoPretrainTask,
+            VideoReconstructionObjective,
+        )
+
+        encoder = model.encoder
+        video = VideoReconstructionObjective(
+            patch_size=encoder.patch_embed.patch_size,
+            tubelet_size=encoder.patch_embed.tubelet_size,
+            normalize_target=train.normalize_target,
+            frame_diff_group_size=train.frame_diff_group_size,
+            target_diff_weight=train.target_diff_weight,
+        )
+        if getattr(model, "encoder_audio", None) is not None:
+            objective = AudioVisualReconstructionObjective(
+                video=video,
+                audio_patch_size=model.encoder_audio.patch_embed.patch_size,
+                normalize_audio_target=train.normalize_target,
+                contrastive_weight=train.contrastive_weight,
+                temperature=model.temperature,
+                gather_negatives=train.gather_negatives,
+            )
+            return MaskedAudioVisualPretrainTask(model, objective)
+        return MaskedVideoPretrainTask(model, video)
+    from .tasks.finetune import ClassificationTask, RegressionTask
+
+    if train.task == "classification":
+        return ClassificationTask(model, num_classes=num_classes, mixup=mixup, label_smoothing=cfg.data.label_smoothing)
+    if train.task == "regression":
+        return RegressionTask(model, loss=train.regression_loss)
+    raise ValueError(f"train.task must be 'pretrain', 'classification' or 'regression', got {train.task!r}")
+
+
+def iterations_per_epoch(num_samples: int, batch_size: int, world_size: int, accum: int, cap: int | None) -> int:
+    """Optimizer steps per epoch (``drop_last`` loaders, as the official recipes)."""
+    batches = num_samples // world_size // batch_size
+    steps = max(batches // accum, 1)
+    return min(steps, cap) if cap else steps
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def predict(model: nn.Module, loader: Any, backend: Any, device: torch.device) -> list[dict[str, Any]]:
+    """Run a classifier/regressor over a loader; one record per item (output, label, index, segment, crop)."""
+    records: list[dict[str, Any]] = []
+    model.eval()
+    for batch in loader:
+        batch = {k: v for k, v in batch.items() if k != "skipped"}
+        if not batch:
+            continue
+        tensors = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with backend.autocast():
+            outputs = model(*model_inputs(model, tensors)).float().cpu()
+        for row in range(outputs.shape[0]):
+            records.append(
+                {
+                    "output": outputs[row].numpy(),
+                    "label": batch["label"][row].numpy(),
+                    "index": int(batch["index"][row]),
+                    "path": batch["path"][row],
+                    "segment": int(batch["segment"][row]) if "segment" in batch else 0,
+                    "crop": int(batch["crop"][row]) if "crop" in batch else 0,
+                }
+            )
+    return records
+
+
+def _gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
+    if world_size == 1:
+        return records
+    gathered: list[list[dict[str, Any]]] = [None] * world_size  # type: ignore[list-item]
+    torch.distributed.all_gather_object(gathered, records)
+    return [r for part in gathered for r in part]
+
+
+def summarize_predictions(
+    records: list[dict[str, Any]], task: str, num_classes: int, label_names: Sequence[str] | None
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Video-level metrics from per-view records (softmax mean for classification, output mean for regression).
+
+    Views are de-duplicated by ``(path, segment, crop)`` (the distributed sampler pads with repeats).
+    """
+    from .engine.metrics import classification_metrics, confusion_matrix, regression_metrics
+
+    per_video: dict[str, list[np.ndarray]] = {}
+    labels: dict[str, np.ndarray] = {}
+    seen: set[tuple[str, int, int]] = set()
+    for record in records:
+        key = (record["path"], record["segment"], record["crop"])
+        if key in seen:
+            continue
+        seen.add(key)
+        output = record["output"]
+        if task == "classification":
+            output = np.exp(output - output.max()) / np.exp(output - output.max()).sum()
+        per_video.setdefault(record["path"], []).append(output)
+        labels[record["path"]] = record["label"]
+    names = sorted(per_video)
+    outputs = np.stack([np.mean(per_video[n], axis=0) for n in names])
+    targets = np.stack([labels[n] for n in names])
+    if task == "classification":
+        preds = outputs.argmax(1)
+        metrics = classification_metrics(preds, targets.astype(int), num_classes, label_names=label_names)
+        metrics["num_videos"] = len(names)
+        return metrics, confusion_matrix(preds, targets.astype(int), num_classes)
+    metrics = regression_metrics(outputs.reshape(len(names), -1), targets.reshape(len(names), -1))
+    metrics["num_videos"] = len(names)
+    return metrics, None
+
+
+def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# ------------------------------------------------------------------------------------------------------ run
+def run(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Train (and evaluate) one configuration; returns the final metrics (rank 0) and the output paths."""
+    from .data.build import build_data, build_mixup
+    from .data.video_datasets import SkipCounter
+    from .engine.backends import build_backend
+    from .engine.distributed import init_distributed, seed_everything
+    from .engine.optim import param_groups, scaled_lr
+    from .engine.schedule import cosine_schedule
+    from .engine.trainer import Trainer, find_latest_checkpoint
+
+    env = init_distributed()
+    is_main = env.rank == 0
+    output_dir = Path(cfg.train.output_dir)
+    setup_logging(output_dir, is_main)
+    seed_everything(cfg.train.seed, env.rank)
+    device = torch.device(env.device)
+    precision = _resolve_precision(cfg.train.precision, device)
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, output_dir / "config.yaml")
+        logger.info("output: %s; %d process(es) on %s; precision %s", output_dir, env.world_size, device, precision)
+
+    model = build_model(cfg).to(device)
+    data = build_data(cfg, model, rank=env.rank, world_size=env.world_size)
+    num_classes = data.num_classes
+    mixup = build_mixup(cfg, num_classes) if cfg.train.task == "classification" else None
+    task = build_task(cfg, model, num_classes, mixup)
+
+    accum = max(1, cfg.optim.accum_steps)
+    total_batch = cfg.data.batch_size * env.world_size * accum
+    lr = scaled_lr(cfg.optim.lr, total_batch) if cfg.optim.scale_lr else cfg.optim.lr
+    min_lr = scaled_lr(cfg.optim.min_lr, total_batch) if cfg.optim.scale_lr else cfg.optim.min_lr
+    steps_per_epoch = iterations_per_epoch(
+        len(data.train_dataset), cfg.data.batch_size, env.world_size, accum, cfg.train.max_steps_per_epoch
+    )
+    schedule = cosine_schedule(
+        lr, min_lr, cfg.train.epochs, steps_per_epoch, warmup_epochs=cfg.optim.warmup_epochs,
+        warmup_steps=cfg.optim.warmup_steps,
+    )
+    pretraining = cfg.train.task == "pretrain"
+    groups = param_groups(
+        model,
+        weight_decay=cfg.optim.weight_decay,
+        layer_decay=None if pretraining else cfg.optim.layer_decay,
+        exact_name_skip=pretraining,
+    )
+    backend_name = cfg.train.backend
+    options: dict[str, Any] = {"precision": precision}
+    resolved = backend_name if backend_name != "auto" else ("ddp" if env.world_size > 1 else "local")
+    if resolved == "ddp":
+        options["find_unused_parameters"] = cfg.train.find_unused_parameters
+    if resolved == "deepspeed":
+        options.update(zero_stage=cfg.train.zero_stage, micro_batch_size=cfg.data.batch_size)
+    backend = build_backend(backend_name, env, **options)
+    backend.setup(
+        model,
+        groups,
+        {"lr": lr, "betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps, "weight_decay": cfg.optim.weight_decay,
+         "clip_grad": cfg.optim.clip_grad, "accum_steps": accum},
+    )
+    task.model = backend.model
+    if is_main:
+        logger.info(
+            "%s: %.2fM parameters; total batch %d; lr %.3g (base %.3g); %d steps/epoch x %d epochs",
+            cfg.model.name, sum(p.numel() for p in model.parameters()) / 1e6, total_batch, lr, cfg.optim.lr,
+            steps_per_epoch, cfg.train.epochs,
+        )
+
+    writer = None
+    if is_main and cfg.train.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(output_dir / "tensorboard"))
+        except ImportError:
+            logger.warning("tensorboard is not installed (pip install tensorboard); no tensorboard logs")
+
+    label_names = _label_names(cfg)
+    evaluate = None
+    if data.val_loader is not None:
+        def evaluate(epoch: int) -> dict[str, Any]:
+            records = _gather(predict(backend.module, data.val_loader, backend, device), env.world_size)
+            metrics, _ = summarize_predictions(records, cfg.train.task, num_classes, label_names)
+            task.model.train()
+            return _scalar_metrics(metrics)
+
+    on_step = _reconstruction_logger(cfg, model) if (pretraining and writer is not None) else None
+    trainer = Trainer(
+        cfg,
+        task=task,
+        backend=backend,
+        train_loader=data.train_loader,
+        train_sampler=data.train_sampler,
+        train_dataset=data.train_dataset,
+        lr_schedule=schedule,
+        steps_per_epoch=steps_per_epoch,
+        output_dir=output_dir,
+        is_main=is_main,
+        evaluate=evaluate,
+        on_step=on_step,
+        writer=writer,
+        skip_counter=SkipCounter(len(data.train_dataset), cfg.data.max_skip_fraction, name="training set"),
+    )
+    resume = cfg.train.resume
+    source = None
+    if resume == "auto":
+        source = find_latest_checkpoint(output_dir)
+    elif resume not in ("none", "", None):
+        source = Path(resume)
+    trainer.resume(source)
+    state = trainer.fit()
+
+    result: dict[str, Any] = {"output_dir": str(output_dir), "epochs": state.epoch, "steps": state.global_step,
+                              "nonfinite_losses": state.nonfinite_losses, "skipped_steps": state.skipped_steps}
+    if data.test_loader is not None:
+        records = _gather(predict(backend.module, data.test_loader, backend, device), env.world_size)
+        metrics, cm = summarize_predictions(records, cfg.train.task, num_classes, label_names)
+        result["test"] = metrics
+        if is_main:
+            atomic_write_text(output_dir / "test_metrics.json", json.dumps(metrics, indent=2, default=_json_default))
+            if cm is not None:
+                from .engine.metrics import save_confusion_matrix
+
+                names = list(label_names or [str(i) for i in range(num_classes)])
+                save_confusion_matrix(cm, names, output_dir / "confusion_matrix.csv", output_dir / "confusion_matrix.png")
+            logger.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in _scalar_metrics(metrics).items()))
+    if writer is not None:
+        writer.close()
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return str(value)
+
+
+def _label_names(cfg: ExperimentConfig) -> list[str] | None:
+    if cfg.data.dataset == "synthetic":
+        from .data.synthetic import EMOTION_CLASSES
+
+        return list(EMOTION_CLASSES)
+    try:
+        from .data.registry import dataset_info
+
+        names = dataset_info(cfg.data.dataset).label_names
+        return list(names) if names else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _reconstruction_logger(cfg: ExperimentConfig, model: nn.Module):
+    """Every ``50 x log_every_steps`` steps, add an input / masked / reconstruction frame grid to tensorboard."""
+    from .visualize import reconstruct_video, video_grid
+
+    period = max(1, 50 * cfg.train.log_every_steps)
+    embed = model.encoder.patch_embed
+
+    def on_step(trainer: Any, batch: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
+        if trainer.state.global_step % period or trainer.writer is None or "video" not in batch:
+            return
+        module = trainer.backend.module
+        video, mask = batch["video"][:1], batch["mask"][:1].bool()
+        device = next(module.parameters()).device
+        with torch.no_grad():
+            if getattr(module, "encoder_audio", None) is not None:
+                pred = module(video.to(device), mask.to(device), batch["audio"][:1].to(device),
+                              batch["mask_audio"][:1].to(device)).pred_video
+            else:
+                pred = module(video.to(device), mask.to(device))
+        original, masked, recon = reconstruct_video(
+            video.to(device), mask.to(device), pred, patch_size=embed.patch_size, tubelet_size=embed.tubelet_size,
+            frame_diff_group_size=cfg.train.frame_diff_group_size, normalize_target=cfg.train.normalize_target,
+        )
+        image = video_grid([original[0], masked[0], recon[0]])
+        trainer.writer.add_image("reconstruction", image, trainer.state.global_step, dataformats="HWC")
+
+    return on_step
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description or __doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML experiment file")
+    parser.add_argument("--folds", default=None, help="folds to run one after another, e.g. 1-5 or 1,3")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 optim.lr=1e-4")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, default_task: str | None = None) -> dict[str, Any]:
+    """Parse arguments, run one configuration or every fold, and return the results (also written to disk)."""
+    args = build_parser().parse_args(argv)
+    overrides = list(args.overrides)
+    if default_task and not any(o.startswith("train.task=") for o in overrides) and args.config is None:
+        overrides.append(f"train.task={default_task}")
+    cfg = load_config(args.config, overrides)
+    folds = parse_folds(args.folds)
+    if not folds:
+        return run(cfg)
+    results: dict[str, Any] = {}
+    for fold in folds:
+        results[fold] = run(_with_fold(cfg, fold))
+    summary_dir = Path(cfg.train.output_dir.split("{fold}")[0] or ".")
+    if int(os.environ.get("RANK", "0")) == 0:
+        from .engine.metrics import format_fold_table, summarize_folds
+
+        per_fold = [_scalar_metrics(results[f].get("test", {})) for f in folds]
+        table = format_fold_table(folds, per_fold) if per_fold and per_fold[0] else "(no test metrics)"
+        summary = {"folds": folds, "per_fold": per_fold, "summary": summarize_folds(per_fold) if per_fold[0] else {}}
+        atomic_write_text(summary_dir / "folds_summary.json", json.dumps(summary, indent=2, default=_json_default))
+        atomic_write_text(summary_dir / "folds_summary.md", table + "\n")
+        logger.info("fold summary written to %s\n%s", summary_dir / "folds_summary.md", table)
+    return results

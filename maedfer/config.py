@@ -100,6 +100,9 @@ class DataConfig:
         fixed_crop: Fixed ``((top, bottom), (left, right))`` crop of every decoded frame before augmentation
             (the official VoxCeleb2 top-centre crop is ``((0, 160), (32, 192))``).
         audio_random_gain: Apply the official random audio gain at evaluation time too.
+        audio_path_replacements: Pre-training lists carry only video paths; each ``[old, new]`` substring
+            replacement turns a video path into its wav path (default: the official VoxCeleb2 layout
+            ``video/file~/dev/mp4 -> audio/file~/dev/aac`` and ``.mp4 -> .wav``).
         max_skip_fraction: Stop with an error when more than this fraction of clips could not be read.
         rand_augment: Use RandAugment (m7, n4) in fine-tuning.
         reprob: Random-erasing probability in fine-tuning.
@@ -133,6 +136,7 @@ class DataConfig:
     num_samples: int = 1
     fixed_crop: list[list[int]] | None = None
     audio_random_gain: bool = False
+    audio_path_replacements: list[list[str]] | None = None
     max_skip_fraction: float = 0.01
     rand_augment: bool = True
     reprob: float = 0.25

@@ -51,10 +51,28 @@ def parse_folds(text: str | None) -> list[str]:
     return folds
 
 
+def fold_name(dataset: str, fold: str) -> str:
+    """A numeric fold ``"i"`` becomes the dataset's i-th fold name (``"1"`` -> ``"split01"`` for DFEW), as written by
+    ``datasets/<name>/prepare.py``; other names pass through."""
+    if not fold.isdigit():
+        return fold
+    try:
+        from .data.registry import dataset_info
+
+        folds = dataset_info(dataset).folds
+    except (KeyError, ValueError):
+        return fold
+    index = int(fold) - 1
+    if folds and 0 <= index < len(folds) and fold not in folds:
+        return folds[index]
+    return fold
+
+
 def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
     import copy
 
     cfg = copy.deepcopy(cfg)
+    fold = fold_name(cfg.data.dataset, fold)
     for name in ("train_file", "val_file", "test_file"):
         value = getattr(cfg.data, name)
         if value is not None:
@@ -443,7 +461,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, default_task: str | None = None) -> dict[str, Any]:
     """Parse arguments, run one configuration or every fold, and return the results (also written to disk)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     overrides = list(args.overrides)
     if default_task and not any(o.startswith("train.task=") for o in overrides) and args.config is None:
         overrides.append(f"train.task={default_task}")

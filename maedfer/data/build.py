@@ -111,6 +111,8 @@ def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin
         pin_memory=pin_memory and torch.cuda.is_available(),
         drop_last=drop_last,
         collate_fn=collate,
+        # Its own generator: creating an iterator must not consume the global torch RNG (exact resume).
+        generator=torch.Generator().manual_seed(0),
         # Not persistent: workers get a fresh copy of the dataset each epoch, so set_epoch() reaches them.
         persistent_workers=False,
     )
@@ -157,7 +159,11 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
                         tubelet_size=geometry["tubelet_size"], patch_size=geometry["patch_size"])
         audio_cfg = None
         if audio:
-            replacements = (("/videos/", "/audio/"), (".mp4", ".wav")) if root is not None else None
+            replacements = None
+            if data.audio_path_replacements:
+                replacements = tuple((str(old), str(new)) for old, new in data.audio_path_replacements)
+            elif root is not None:  # the synthetic world keeps videos/<clip>.mp4 next to audio/<clip>.wav
+                replacements = (("/videos/", "/audio/"), (".mp4", ".wav"))
             audio_cfg = PretrainAudioConfig(
                 mask_ratio=data.audio_mask_ratio,
                 **({"path_replacements": replacements} if replacements else {}),

@@ -105,6 +105,7 @@ class DataConfig:
             ``video/file~/dev/mp4 -> audio/file~/dev/aac`` and ``.mp4 -> .wav``).
         max_skip_fraction: Stop with an error when more than this fraction of clips could not be read.
         rand_augment: Use RandAugment (m7, n4) in fine-tuning.
+        crop_scale: Area range of the fine-tuning RandomResizedCrop (official ``[0.08, 1.0]``).
         reprob: Random-erasing probability in fine-tuning.
         mixup: Mixup alpha (0 disables mixup and cutmix).
         cutmix: CutMix alpha.
@@ -139,6 +140,7 @@ class DataConfig:
     audio_path_replacements: list[list[str]] | None = None
     max_skip_fraction: float = 0.01
     rand_augment: bool = True
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     reprob: float = 0.25
     mixup: float = 0.8
     cutmix: float = 1.0

@@ -185,6 +185,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
         transform = FinetuneTrainTransform(
             input_size=data.input_size, short_side_size=data.short_side_size,
             rand_augment="rand-m7-n4-mstd0.5-inc1" if data.rand_augment else None, reprob=data.reprob,
+            scale=(float(data.crop_scale[0]), float(data.crop_scale[1])),
         )
         common = dict(
             num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,

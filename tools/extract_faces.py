@@ -35,40 +35,11 @@ face is not a failure).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import sys
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from tqdm import tqdm
-
-from maedfer.data.annotations import ANNOTATION_KINDS, read_annotations
+from maedfer.data.batch import add_input_arguments, resolve_inputs, run_jobs
 from maedfer.data.faces import VIDEO_SUFFIXES, FaceJob, FaceJobResult, find_clips, run_face_job
-
-
-def read_clip_list(list_file: Path, root: Path | None) -> list[Path]:
-    """Clip paths of a plain list file (first whitespace-separated field of each line); relative ones join ``root``."""
-    clips = []
-    with open(list_file, encoding="utf-8-sig") as handle:
-        for text in handle:
-            fields = text.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            path = Path(fields[0])
-            clips.append(path if path.is_absolute() or root is None else root / path)
-    return clips
-
-
-def parse_path_map(items: Iterable[str], parser: argparse.ArgumentParser) -> dict[str, str]:
-    mapping = {}
-    for item in items:
-        old, sep, new = item.partition("=")
-        if not sep or not old:
-            parser.error(f"--path-map expects OLD=NEW, got {item!r}")
-        mapping[old] = new
-    return mapping
 
 
 def output_folder(clip: Path, root: Path, out: Path) -> Path:
@@ -83,15 +54,8 @@ def output_folder(clip: Path, root: Path, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--folder", type=Path, help="search this folder recursively for videos and frame folders")
-    source.add_argument("--list", type=Path, help="text file with one clip path per line")
-    source.add_argument("--annotations", type=Path, help="official annotation file; its clip paths are the inputs")
+    add_input_arguments(parser, "videos and frame folders")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the face-frame folders")
-    parser.add_argument("--root", type=Path, default=None, help="folder the output layout is relative to")
-    parser.add_argument("--kind", choices=ANNOTATION_KINDS, default="pretrain", help="layout of --annotations")
-    parser.add_argument("--path-map", action="append", default=[], metavar="OLD=NEW",
-                        help="rewrite a path prefix of --annotations (repeatable)")
     parser.add_argument("--frame-ext", default="jpg", help="frame extension of input frame folders (default jpg)")
     parser.add_argument("--size", type=int, default=224, help="output face size in pixels (default 224)")
     parser.add_argument("--margin", type=float, default=0.25,
@@ -110,11 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-backend", choices=("auto", "decord", "pyav"), default="auto", help="video decoder")
     parser.add_argument("--no-default-suffix", action="store_true",
                         help="--kind pretrain: do not append .mp4 to paths without a suffix")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
-    parser.add_argument("--overwrite", action="store_true", help="redo finished clips")
-    parser.add_argument("--failed-list", type=Path, default=None,
-                        help="also write the failed and faceless clips to this file")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
@@ -123,31 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.size < 1:
         parser.error("--size must be >= 1")
 
-    if args.folder is not None:
-        if not args.folder.is_dir():
-            parser.error(f"--folder is not a directory: {args.folder}")
-        clips = find_clips(args.folder, frame_ext=args.frame_ext, exclude=[args.out])
-        root = args.folder
-    else:
-        if args.list is not None:
-            if not args.list.is_file():
-                parser.error(f"--list file not found: {args.list}")
-            listed = read_clip_list(args.list, args.root)
-        else:
-            suffix = None if args.no_default_suffix else ".mp4"
-            rows = read_annotations(args.annotations, kind=args.kind, path_map=parse_path_map(args.path_map, parser),
-                                    default_suffix=suffix)
-            listed = [Path(row.path) for row in rows]
-        clips = list(dict.fromkeys(p if p.is_absolute() else Path.cwd() / p for p in listed))
-        if args.root is not None:
-            root = args.root if args.root.is_absolute() else Path.cwd() / args.root
-        elif clips:
-            root = Path(os.path.commonpath([str(p.parent) for p in clips]))
-        else:
-            root = Path.cwd()
-        outside = [c for c in clips if not c.is_relative_to(root)]
-        if outside:
-            parser.error(f"{len(outside)} clips are not below the root {root}, e.g. {outside[0]}; pass --root")
+    suffix = None if args.no_default_suffix else ".mp4"
+    clips, root = resolve_inputs(
+        args, parser, lambda folder: find_clips(folder, frame_ext=args.frame_ext, exclude=[args.out]),
+        default_suffix=suffix,
+    )
 
     targets: dict[Path, Path] = {}
     for clip in clips:
@@ -168,19 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             for target, clip in targets.items()]
     print(f"{len(jobs)} clips -> {args.out}")
 
-    results: list[FaceJobResult] = []
-    progress = tqdm(total=len(jobs), unit="clip", disable=args.no_progress, file=sys.stderr)
-    if args.workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            results.append(run_face_job(job))
-            progress.update()
-    else:
-        context = multiprocessing.get_context("spawn")  # FFmpeg / OpenCV / torch threads make fork unsafe
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
-            for result in pool.map(run_face_job, jobs, chunksize=1):
-                results.append(result)
-                progress.update()
-    progress.close()
+    results: list[FaceJobResult] = run_jobs(run_face_job, jobs, workers=args.workers, unit="clip",
+                                            progress=not args.no_progress)
 
     by_status: dict[str, list[FaceJobResult]] = {"done": [], "skipped": [], "no_face": [], "failed": []}
     for result in results:

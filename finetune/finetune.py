@@ -18,7 +18,4 @@ from maedfer.train import main
 DEMO = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if "--config" not in argv and not any(a.startswith("--config=") for a in argv):
-        argv = ["--config", str(DEMO), *argv]
-    main(argv)
+    main(sys.argv[1:], default_config=DEMO)

@@ -459,13 +459,17 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, default_task: str | None = None) -> dict[str, Any]:
-    """Parse arguments, run one configuration or every fold, and return the results (also written to disk)."""
+def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None = None) -> dict[str, Any]:
+    """Parse arguments, run one configuration or every fold, and return the results (also written to disk).
+
+    Args:
+        argv: Command-line arguments (``sys.argv[1:]`` when None).
+        default_config: YAML file used when ``--config`` is not given (the launchers pass their demo config).
+    """
     args = build_parser().parse_intermixed_args(argv)
     overrides = list(args.overrides)
-    if default_task and not any(o.startswith("train.task=") for o in overrides) and args.config is None:
-        overrides.append(f"train.task={default_task}")
-    cfg = load_config(args.config, overrides)
+    config = args.config if args.config is not None else default_config
+    cfg = load_config(config, overrides)
     folds = parse_folds(args.folds)
     if not folds:
         return run(cfg)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from .annotations import AnnotationRow, write_annotations
+from .annotations import AnnotationError, AnnotationRow, write_annotations
 from .registry import DatasetInfo, dataset_info
 
 __all__ = [
@@ -91,24 +91,13 @@ _VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mkv", ".mov")
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class NativeReleaseError(ValueError):
+class NativeReleaseError(AnnotationError):
     """Something wrong in a dataset's native release: a malformed line or file name, an unknown label, a duplicate.
 
-    Attributes:
-        file: the offending file (label file, or the media file whose name carries the label).
-        line: 1-based line number in a text file; 0 when the problem is not tied to a line.
-        reason: what is wrong.
+    Same fields and message as :class:`~maedfer.data.annotations.AnnotationError` (``file``, 1-based ``line`` or 0
+    when the problem is not tied to a line, ``reason``); ``file`` is the offending label file, or the media file whose
+    name carries the label.
     """
-
-    def __init__(self, file: PathLike, line: int, reason: str) -> None:
-        self.file = str(file)
-        self.line = line
-        self.reason = reason
-        where = f"{self.file}:{line}" if line > 0 else self.file
-        super().__init__(f"{where}: {reason}")
-
-    def __reduce__(self) -> tuple[type[NativeReleaseError], tuple[str, int, str]]:
-        return (type(self), (self.file, self.line, self.reason))
 
 
 class MissingReleaseFileError(FileNotFoundError):

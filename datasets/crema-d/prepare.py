@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -36,20 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"leave out the known broken clips {', '.join(prepare.CREMA_D_BROKEN_CLIPS)}",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(
-            args,
-            lambda: prepare.prepare_crema_d(
-                args.root, frames_root=args.frames_root, audio_root=args.audio_root, video_dir=args.video_dir
-            ),
-            extra_exclude=prepare.CREMA_D_BROKEN_CLIPS if args.exclude_broken else (),
-        )
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(
+        args,
+        lambda: prepare.prepare_crema_d(
+            args.root, frames_root=args.frames_root, audio_root=args.audio_root, video_dir=args.video_dir
+        ),
+        extra_exclude=prepare.CREMA_D_BROKEN_CLIPS if args.exclude_broken else (),
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from maedfer.data import prepare
@@ -25,14 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         audio_help=None,
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(args, lambda: prepare.prepare_dfew(args.root, frames_root=args.frames_root))
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(args, lambda: prepare.prepare_dfew(args.root, frames_root=args.frames_root))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from maedfer.data import prepare
@@ -30,22 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         "--exclude-subjects", type=int, nargs="*", default=[], metavar="N", help="subject numbers to leave out"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(
-            args,
-            lambda: prepare.prepare_enterface(
-                args.root,
-                frames_root=args.frames_root,
-                audio_root=args.audio_root,
-                exclude_subjects=args.exclude_subjects,
-            ),
-        )
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(
+        args,
+        lambda: prepare.prepare_enterface(
+            args.root,
+            frames_root=args.frames_root,
+            audio_root=args.audio_root,
+            exclude_subjects=args.exclude_subjects,
+        ),
+    )
 
 
 if __name__ == "__main__":

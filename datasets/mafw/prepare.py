@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -33,23 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-set", type=int, choices=(11, 43), default=11, help="11 single or 43 compound classes")
     parser.add_argument("--split-dir", type=Path, default=None, help='override of "<root>/Train & Test Set"')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(
-            args,
-            lambda: prepare.prepare_mafw(
-                args.root,
-                frames_root=args.frames_root,
-                audio_root=args.audio_root,
-                label_set=args.label_set,
-                split_dir=args.split_dir,
-            ),
-        )
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(
+        args,
+        lambda: prepare.prepare_mafw(
+            args.root,
+            frames_root=args.frames_root,
+            audio_root=args.audio_root,
+            label_set=args.label_set,
+            split_dir=args.split_dir,
+        ),
+    )
 
 
 if __name__ == "__main__":

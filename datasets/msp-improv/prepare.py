@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -30,23 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=Path, default=None, help="override of <root>/Evaluation.txt")
     parser.add_argument("--video-dir", type=Path, default=None, help="where the .avi files are (default <root>)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(
-            args,
-            lambda: prepare.prepare_msp_improv(
-                args.root,
-                frames_root=args.frames_root,
-                audio_root=args.audio_root,
-                labels_file=args.labels,
-                video_dir=args.video_dir,
-            ),
-        )
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(
+        args,
+        lambda: prepare.prepare_msp_improv(
+            args.root,
+            frames_root=args.frames_root,
+            audio_root=args.audio_root,
+            labels_file=args.labels,
+            video_dir=args.video_dir,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from maedfer.data import prepare
@@ -31,19 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         "--video-modality", choices=("01", "02"), default="02", help="02 video-only (official) or 01 audio-video"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(
-            args,
-            lambda: prepare.prepare_ravdess(
-                args.root, frames_root=args.frames_root, audio_root=args.audio_root, video_modality=args.video_modality
-            ),
-        )
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(
+        args,
+        lambda: prepare.prepare_ravdess(
+            args.root, frames_root=args.frames_root, audio_root=args.audio_root, video_modality=args.video_modality
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -32,23 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(
-            args,
-            lambda: prepare.prepare_voxceleb2(
-                args.root,
-                video_dir=args.video_dir,
-                audio_root=args.audio_root,
-                check_decodable=args.check_decodable,
-                workers=args.workers,
-            ),
-        )
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(
+        args,
+        lambda: prepare.prepare_voxceleb2(
+            args.root,
+            video_dir=args.video_dir,
+            audio_root=args.audio_root,
+            check_decodable=args.check_decodable,
+            workers=args.workers,
+        ),
+    )
 
 
 if __name__ == "__main__":

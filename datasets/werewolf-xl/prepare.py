@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -39,24 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     targets = [name.strip() for name in args.target_columns.split(",") if name.strip()]
     if not targets:
         parser.error("--target-columns names no column")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        report = prepare.run_from_args(
-            args,
-            lambda: prepare.prepare_werewolf_xl(
-                args.root,
-                args.labels,
-                frames_root=args.frames_root,
-                audio_root=args.audio_root,
-                clip_column=args.clip_column,
-                target_columns=targets,
-            ),
-        )
-    except prepare.INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0
+    return prepare.run_cli(
+        args,
+        lambda: prepare.prepare_werewolf_xl(
+            args.root,
+            args.labels,
+            frames_root=args.frames_root,
+            audio_root=args.audio_root,
+            clip_column=args.clip_column,
+            target_columns=targets,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -1353,3 +1354,18 @@ def run_from_args(
     prepared = build()
     exclude = [*exclusions_from_args(args), *extra_exclude]
     return finalize(prepared, args.out, exclude=exclude, skip_missing=bool(getattr(args, "skip_missing", False)))
+
+
+def run_cli(
+    args: argparse.Namespace, build: Callable[[], PreparedDataset], *, extra_exclude: Iterable[str] = ()
+) -> int:
+    """The body of every ``datasets/<name>/prepare.py``: set up logging (``--verbose``), :func:`run_from_args`, print
+    the report; a problem with the release is printed as ``error: ...`` and gives exit code 2 (nothing written)."""
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        report = run_from_args(args, build, extra_exclude=extra_exclude)
+    except INPUT_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.text())
+    return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -139,10 +138,10 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
         cfg.model.name, checkpoint=checkpoint, width_from_checkpoint=cfg.model.width_from_checkpoint, **kwargs
     )
     if cfg.model.grad_checkpointing:
+        # Every encoder inside the model (the model itself for a classifier; encoder / encoder_audio otherwise).
         for module in model.modules():
-            if hasattr(module, "set_grad_checkpointing") and module is not model or hasattr(model, "set_grad_checkpointing"):
-                if hasattr(module, "set_grad_checkpointing"):
-                    module.set_grad_checkpointing(True)
+            if hasattr(module, "set_grad_checkpointing"):
+                module.set_grad_checkpointing(True)
     return model
 
 

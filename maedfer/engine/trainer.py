@@ -9,6 +9,7 @@ config), evaluation with the official test views, and logging (rank 0: ``logging
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,13 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..checkpoint import atomic_write_text, read_checkpoint, save_checkpoint
+from ..checkpoint import atomic_write_text, save_checkpoint
 from ..config import ExperimentConfig, config_to_dict
 from .ema import ModelEma
 
-__all__ = ["NonFiniteLossError", "TrainState", "Trainer", "find_latest_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["NonFiniteLossError", "TrainState", "Trainer", "find_latest_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,32 +58,6 @@ class TrainState:
     nonfinite_losses: int = 0
     skipped_steps: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU and CUDA) RNG states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore :func:`rng_state`."""
-    random.setstate(_as_python_state(state["python"]))
-    np.random.set_state(_as_numpy_state(state["numpy"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_python_state(value: Any) -> tuple:
-    # Saved as nested lists by weights-only pickling round trips; the RNG wants tuples.
-    return (value[0], tuple(value[1]), value[2]) if isinstance(value, (list, tuple)) else value
-
-
-def _as_numpy_state(value: Any) -> tuple:
-    return tuple(value) if isinstance(value, list) else value
 
 
 def _plain_rng_state() -> dict[str, Any]:
@@ -297,7 +271,7 @@ class Trainer:
             micro = self.state.batches_done % accum
             lr = self._set_lr(self.state.global_step)
             sync = micro == accum - 1
-            context = self.backend.no_sync() if not sync else _nullcontext()
+            context = self.backend.no_sync() if not sync else contextlib.nullcontext()
             with context, self.backend.autocast():
                 outputs = self.task(self._to_device(batch))
             loss = outputs["loss"]
@@ -429,21 +403,8 @@ class Trainer:
         return self.state
 
 
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _is_scalar(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return value.numel() == 1
     return isinstance(value, (int, float))
 
-
-def load_training_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model weights of a maedfer training output (``checkpoint-last.pth`` or a resumable checkpoint)."""
-    obj = read_checkpoint(path)
-    return obj["model"] if isinstance(obj, Mapping) and "model" in obj else obj

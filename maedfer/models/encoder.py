@@ -32,6 +32,17 @@ __all__ = ["EncoderOutput", "TokenEncoder", "VideoViT", "HEAD_ACTIVATIONS", "ini
 
 GlobalPool = Literal["mean", "token", ""]
 
+# Constructor arguments every block-based module shares (encoders, decoders, fusion): flat configs route them to each.
+BLOCK_SETTING_KEYS = (
+    "mlp_ratio", "qkv_bias", "qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "init_values", "norm_eps"
+)
+
+
+def block_settings(kwargs: dict) -> dict:
+    """The :data:`BLOCK_SETTING_KEYS` present in ``kwargs``."""
+    return {key: kwargs[key] for key in BLOCK_SETTING_KEYS if key in kwargs}
+
+
 HEAD_ACTIVATIONS: dict[str | None, type[nn.Module]] = {
     None: nn.Identity,
     "none": nn.Identity,

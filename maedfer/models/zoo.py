@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from ..registry import register_model
-from .encoder import TokenEncoder, VideoViT
+from .encoder import TokenEncoder, VideoViT, block_settings
 from .lgi_former import LGIFormer
 from .mae import MaskedVideoAutoencoder
 from .tpsbt import TPSBT
@@ -26,9 +26,6 @@ _TINY_LGI = {**_TINY_VIDEO, "region_size": (2, 2, 4)}
 _TINY_DECODER = {"decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2}
 
 _DECODER_KEYS = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads", "decoder_pos_order")
-_SHARED_BLOCK_KEYS = (
-    "mlp_ratio", "qkv_bias", "qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "init_values", "norm_eps"
-)
 
 # Official argument name -> maedfer argument name (same meaning).
 _RENAMED = {
@@ -95,7 +92,7 @@ def translate_official_encoder_kwargs(
 def build_mae(encoder_cls: type[TokenEncoder], kwargs: dict[str, Any]) -> MaskedVideoAutoencoder:
     """Build a :class:`MaskedVideoAutoencoder` from one flat dict of encoder + ``decoder_*`` arguments."""
     decoder_args = {key.removeprefix("decoder_"): kwargs.pop(key) for key in _DECODER_KEYS if key in kwargs}
-    shared = {key: kwargs[key] for key in _SHARED_BLOCK_KEYS if key in kwargs}
+    shared = block_settings(kwargs)
     encoder = encoder_cls(**kwargs, num_classes=0, global_pool="")
     return MaskedVideoAutoencoder(
         encoder,

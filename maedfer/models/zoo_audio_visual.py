@@ -10,11 +10,10 @@ from typing import Any
 
 from ..registry import register_model
 from .audio_visual import AudioViT, AudioVisualClassifier, AudioVisualMaskedAutoencoder, CrossModalFusion
-from .encoder import VideoViT
+from .encoder import VideoViT, block_settings
 
 __all__ = ["build_hicmae_classifier", "build_hicmae_pretrain"]
 
-_BLOCK_KEYS = ("mlp_ratio", "qkv_bias", "qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "init_values", "norm_eps")
 
 # Official argument name -> maedfer argument name.
 _RENAMED = {
@@ -66,7 +65,7 @@ def _encoders(kw: dict[str, Any]) -> tuple[VideoViT | None, AudioViT | None, dic
     num_heads_audio = kw.pop("num_heads_audio", num_heads)
     depth_audio = kw.pop("depth_audio", depth)
     learnable = kw.pop("learnable_pos_embed", False)
-    block = {k: kw[k] for k in _BLOCK_KEYS if k in kw}
+    block = block_settings(kw)
     common = dict(global_pool="", num_classes=0, learnable_pos_embed=learnable, **block)
     video = None
     if depth > 0:
@@ -98,7 +97,7 @@ def _encoders(kw: dict[str, Any]) -> tuple[VideoViT | None, AudioViT | None, dic
 
 
 def _fusion(kw: dict[str, Any], depth: int, drop_rate: float | None = None) -> CrossModalFusion:
-    block = {k: kw[k] for k in _BLOCK_KEYS if k in kw}
+    block = block_settings(kw)
     if drop_rate is not None:
         block["drop_rate"] = drop_rate
     return CrossModalFusion(
@@ -162,7 +161,7 @@ def build_hicmae_pretrain(**kwargs: Any) -> AudioVisualMaskedAutoencoder:
     if video is None or audio is None:
         raise ValueError("HiCMAE pre-training needs both encoders (depth > 0 and depth_audio > 0)")
     fusion = _fusion(kw, fusion_depth)
-    block = {k: kw[k] for k in _BLOCK_KEYS if k in kw}
+    block = block_settings(kw)
     model = AudioVisualMaskedAutoencoder(
         video, audio, fusion, return_intermediate_features=taps, temperature=temperature, **decoder, **block
     )

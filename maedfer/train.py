@@ -233,24 +233,16 @@ def summarize_predictions(
 
     Views are de-duplicated by ``(path, segment, crop)`` (the distributed sampler pads with repeats).
     """
+    from .data.transforms import aggregate_view_predictions
     from .engine.metrics import classification_metrics, confusion_matrix, regression_metrics
 
-    per_video: dict[str, list[np.ndarray]] = {}
-    labels: dict[str, np.ndarray] = {}
-    seen: set[tuple[str, int, int]] = set()
-    for record in records:
-        key = (record["path"], record["segment"], record["crop"])
-        if key in seen:
-            continue
-        seen.add(key)
-        output = record["output"]
-        if task == "classification":
-            output = np.exp(output - output.max()) / np.exp(output - output.max()).sum()
-        per_video.setdefault(record["path"], []).append(output)
-        labels[record["path"]] = record["label"]
-    names = sorted(per_video)
-    outputs = np.stack([np.mean(per_video[n], axis=0) for n in names])
-    targets = np.stack([labels[n] for n in names])
+    videos = aggregate_view_predictions(
+        ({**record, "video_id": record["path"]} for record in records),
+        "classification" if task == "classification" else "regression",
+    )
+    names = sorted(videos)
+    outputs = np.stack([videos[n].output for n in names])
+    targets = np.stack([np.asarray(videos[n].label) for n in names])
     if task == "classification":
         preds = outputs.argmax(1)
         metrics = classification_metrics(preds, targets.astype(int), num_classes, label_names=label_names)

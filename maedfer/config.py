@@ -111,6 +111,8 @@ class DataConfig:
         cutmix: CutMix alpha.
         label_smoothing: Label smoothing of the (mixed) targets.
         synthetic: Generator settings for the synthetic world (identities, clips per class, frames, size).
+        labels_per_class: Fine-tune on only the first N training clips of each class (label-scarce runs;
+            classification only); ``None`` uses them all.
     """
 
     dataset: str = "synthetic"
@@ -146,6 +148,7 @@ class DataConfig:
     cutmix: float = 1.0
     label_smoothing: float = 0.1
     synthetic: dict[str, Any] = field(default_factory=dict)
+    labels_per_class: int | None = None
 
 
 @dataclass

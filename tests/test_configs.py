@@ -423,24 +423,32 @@ def test_recipe_accessors() -> None:
 
 
 # -------------------------------------------------------------------------------------------- demo configs
-def test_demo_pretraining_model_runs_with_its_part_window_mask() -> None:
+def test_demo_pretraining_model_runs_with_its_tube_mask_and_motion_target() -> None:
     cfg = load_config(REPO / "pretrain" / "configs" / "demo.yaml")
     assert cfg.data.dataset == "synthetic" and cfg.train.task == "pretrain"
-    assert cfg.model.name == "mae_dfer_pretrain_base" and cfg.train.frame_diff_group_size == 2
+    assert cfg.model.name == "videomae_pretrain_base_160" and cfg.train.frame_diff_group_size == 2
     torch.manual_seed(0)
     model = maedfer.create_model(cfg.model.name, **cfg.model.kwargs)
     encoder = model.encoder
     patch, tubelet = encoder.patch_embed.patch_size, encoder.patch_embed.tubelet_size
     grid = (cfg.data.num_frames // tubelet, cfg.data.input_size // patch, cfg.data.input_size // patch)
     assert tuple(encoder.grid_size) == grid == (4, 4, 4)
-    assert cfg.data.mask_type == "part_window"
-    window = tuple(encoder.region_size[1:])
-    generator = build_mask_generator(cfg.data.mask_type, grid, cfg.data.mask_ratio, window=window)
+    assert cfg.data.mask_type == "tube"
+    generator = build_mask_generator(cfg.data.mask_type, grid, cfg.data.mask_ratio)
     mask = generator.batch(2, torch.Generator().manual_seed(0))
+    assert generator.num_masked == 48  # 75 % of 64 tokens, whole tubes (12 of 16 spatial positions x 4)
     video = torch.randn(2, 3, cfg.data.num_frames, cfg.data.input_size, cfg.data.input_size)
     prediction = model(video, mask)
     assert prediction.shape == (2, generator.num_masked, 3 * tubelet * patch * patch)
-    assert generator.num_visible > 0 and torch.isfinite(prediction).all()
+    assert torch.isfinite(prediction).all()
+
+
+def test_demo_finetuning_is_label_scarce_on_a_larger_pretraining_pool() -> None:
+    pre = load_config(REPO / "pretrain" / "configs" / "demo.yaml")
+    fine = load_config(REPO / "finetune" / "configs" / "demo.yaml")
+    assert pre.data.synthetic == fine.data.synthetic  # the same world
+    train_clips = 7 * pre.data.synthetic["clips_per_class"]["train"]
+    assert fine.data.labels_per_class is not None and 7 * fine.data.labels_per_class < train_clips
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "demo_scratch.yaml"])

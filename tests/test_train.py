@@ -22,12 +22,13 @@ from maedfer.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A tiny LGI-Former (token grid (4, 4, 4), regions (2, 2, 4)) on a small synthetic world.
+# A tiny LGI-Former (token grid (4, 4, 4), regions (2, 2, 4)) on a small synthetic world (the demo configs with the
+# MAE-DFER model and part-window mask instead of their ViT; data.synthetic={} keeps the test world as it is).
 TINY_MODEL = [
     "model.kwargs.img_size=32", "model.kwargs.patch_size=8", "model.kwargs.num_frames=8", "model.kwargs.embed_dim=32",
     "model.kwargs.depth=2", "model.kwargs.num_heads=2", "model.kwargs.region_size=[2,2,4]",
 ]
-TINY_DATA = ["data.num_frames=8", "data.input_size=32", "data.short_side_size=32", "data.batch_size=4",
+TINY_DATA = ["data.synthetic={}", "data.num_frames=8", "data.input_size=32", "data.short_side_size=32", "data.batch_size=4",
              "data.num_workers=0", "optim.warmup_epochs=0", "train.log_every_steps=1"]
 
 
@@ -41,7 +42,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _pretrain_args(world: Path, out: Path, *extra: str) -> list[str]:
     return [
         "--config", str(ROOT / "pretrain" / "configs" / "demo.yaml"),
-        f"data.root={world}", f"train.output_dir={out}", "model.kwargs.decoder_embed_dim=16",
+        f"data.root={world}", f"train.output_dir={out}", "model.name=mae_dfer_pretrain_base",
+        "data.mask_type=part_window", "model.kwargs.decoder_embed_dim=16",
         *TINY_MODEL, *TINY_DATA, *extra,
     ]
 
@@ -49,7 +51,8 @@ def _pretrain_args(world: Path, out: Path, *extra: str) -> list[str]:
 def _finetune_args(world: Path, out: Path, checkpoint: Path | None, *extra: str) -> list[str]:
     args = [
         "--config", str(ROOT / "finetune" / "configs" / "demo.yaml"),
-        f"data.root={world}", f"train.output_dir={out}", *TINY_MODEL, *TINY_DATA, *extra,
+        f"data.root={world}", f"train.output_dir={out}", "model.name=mae_dfer_base", *TINY_MODEL, *TINY_DATA,
+        *extra,
     ]
     args.append(f"model.checkpoint={checkpoint}" if checkpoint else "model.checkpoint=null")
     return args
@@ -80,7 +83,7 @@ def test_finetune_starts_from_the_pretrained_encoder(world: Path, tmp_path: Path
     from maedfer.train import build_model
 
     cfg = load_config(ROOT / "finetune" / "configs" / "demo.yaml",
-                      [*TINY_MODEL, f"model.checkpoint={tmp_path / 'pre' / 'checkpoint-last.pth'}"])
+                      ["model.name=mae_dfer_base", *TINY_MODEL, f"model.checkpoint={tmp_path / 'pre' / 'checkpoint-last.pth'}"])
     model = build_model(cfg)
     torch.testing.assert_close(model.blocks[0].first_attn.q.weight, pre["encoder.blocks.0.first_attn.q.weight"])
     torch.testing.assert_close(model.lg_region_tokens, pre["encoder.lg_region_tokens"])

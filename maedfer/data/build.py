@@ -73,16 +73,49 @@ class DataBundle:
     audio: bool
 
 
-def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = None, *, is_main: bool = True) -> Path:
-    """Generate the synthetic face world under ``root`` if it is not there yet (only on the main process)."""
-    root = Path(root)
-    if (root / "info.json").is_file():
-        return root
-    if is_main:
-        from .synthetic import make_synthetic_world
+def stored_keys(info_file: Path) -> set[str]:
+    """Names of the generation settings recorded in a synthetic world's ``info.json``."""
+    import json
 
-        logger.info("generating the synthetic face world under %s", root)
-        make_synthetic_world(root, **(settings or {}))
+    return set(json.loads(info_file.read_text()).get("settings") or {})
+
+
+def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = None, *, is_main: bool = True) -> Path:
+    """Generate the synthetic face world under ``root`` unless the one there was made with ``settings``.
+
+    Only the main process writes. A world generated with other settings (as recorded in its ``info.json``; unset
+    settings count as the generator's defaults) is regenerated in place, so changing ``data.synthetic`` in a config
+    never trains on a stale world. With empty ``settings`` any world already under ``root`` is used as it is.
+    """
+    import json
+
+    from .synthetic import make_synthetic_world, world_settings
+
+    root = Path(root)
+    settings = dict(settings or {})
+    info_file = root / "info.json"
+    overwrite = False
+    if info_file.is_file() and not settings:  # no settings asked for: any world there will do
+        return root
+    if info_file.is_file():
+        stored = json.loads(info_file.read_text()).get("settings")
+        import inspect
+
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(make_synthetic_world).parameters.items()
+            if name in stored_keys(info_file)
+        }
+        wanted = world_settings(**{**defaults, **settings})
+        if stored is not None and all(stored.get(key) == value for key, value in wanted.items()):
+            return root
+        overwrite = True
+    if is_main:
+        if overwrite:
+            logger.warning("the synthetic world under %s was made with other settings; regenerating it", root)
+        else:
+            logger.info("generating the synthetic face world under %s", root)
+        make_synthetic_world(root, overwrite=overwrite, **settings)
     return root
 
 
@@ -128,6 +161,32 @@ def _model_geometry(model: torch.nn.Module) -> dict[str, Any]:
     return out
 
 
+def audio_fbank_config(model: torch.nn.Module) -> FbankConfig | None:
+    """Filter-bank settings matching the spectrogram size of the model's audio encoder (``None`` without one).
+
+    The audio encoder's ``patch_embed.input_size`` is ``(time frames, mel bins)``; the other settings keep the
+    HiCMAE defaults (16 kHz, 10 ms hop, AudioSet normalisation).
+    """
+    encoder = getattr(model, "encoder_audio", None)
+    if encoder is None:
+        return None
+    frames, bins = (int(v) for v in encoder.patch_embed.input_size)
+    return FbankConfig(num_mel_bins=bins, target_length=frames)
+
+
+def first_rows_per_class(rows: list[Any], per_class: int) -> list[Any]:
+    """The first ``per_class`` rows of every label, in file order (a fixed, reproducible labelled subset)."""
+    if per_class < 1:
+        raise ValueError(f"data.labels_per_class must be >= 1, got {per_class}")
+    taken: dict[Any, int] = {}
+    kept = []
+    for row in rows:
+        if taken.get(row.label, 0) < per_class:
+            taken[row.label] = taken.get(row.label, 0) + 1
+            kept.append(row)
+    return kept
+
+
 def build_mixup(cfg: Any, num_classes: int) -> Mixup | None:
     """The official batch Mixup/CutMix with label smoothing, or ``None`` when both alphas are 0."""
     data = cfg.data
@@ -165,7 +224,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
             elif root is not None:  # the synthetic world keeps videos/<clip>.mp4 next to audio/<clip>.wav
                 replacements = (("/videos/", "/audio/"), (".mp4", ".wav"))
             audio_cfg = PretrainAudioConfig(
-                mask_ratio=data.audio_mask_ratio,
+                mask_ratio=data.audio_mask_ratio, fbank=audio_fbank_config(model),
                 **({"path_replacements": replacements} if replacements else {}),
             )
         fixed_crop = tuple(tuple(pair) for pair in data.fixed_crop) if data.fixed_crop else None
@@ -181,7 +240,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
         val_ds = test_ds = None
     else:
         dataset_task = "regression" if task == "regression" else "classification"
-        audio_cfg = AudioConfig(fbank=FbankConfig(), random_gain=data.audio_random_gain) if audio else None
+        audio_cfg = AudioConfig(fbank=audio_fbank_config(model), random_gain=data.audio_random_gain) if audio else None
         transform = FinetuneTrainTransform(
             input_size=data.input_size, short_side_size=data.short_side_size,
             rand_augment="rand-m7-n4-mstd0.5-inc1" if data.rand_augment else None, reprob=data.reprob,
@@ -195,6 +254,13 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
             video_backend=data.video_backend, seed=seed, max_skip_fraction=data.max_skip_fraction,
         )
         train_ds = VideoClipDataset(files["train"], "train", train_transform=transform, **common)
+        if data.labels_per_class is not None:
+            if dataset_task != "classification":
+                raise ValueError("data.labels_per_class only applies to classification fine-tuning")
+            rows = first_rows_per_class(train_ds.rows, data.labels_per_class)
+            logger.info("label-scarce fine-tuning: %d of %d training clips (%d per class)", len(rows),
+                        len(train_ds.rows), data.labels_per_class)
+            train_ds = VideoClipDataset(rows, "train", train_transform=transform, **common)
         val_ds = VideoClipDataset(files["val"], "validation", **common) if files["val"] else None
         test_ds = VideoClipDataset(files["test"], "test", **common) if files["test"] else None
         collate = skip_bad_samples_collate

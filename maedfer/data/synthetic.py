@@ -100,10 +100,12 @@ __all__ = [
     "class_index",
     "expression_weight",
     "make_synthetic_world",
+    "world_settings",
     "render_clip",
     "render_preview",
     "split_identities",
     "synthesize_voice",
+    "write_mp4",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1322,10 +1324,20 @@ def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
         handle.writeframes(pcm.tobytes())
 
 
-def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray | None, fps: float, sample_rate: int) -> None:
-    """Write frames ``(T, H, W, 3)`` uint8 as H.264 yuv420p (CRF 18) with ``audio`` ``(n,)`` as mono AAC.
+def write_mp4(
+    path: PathLike, frames: np.ndarray, audio: np.ndarray | None, fps: float, sample_rate: int = SAMPLE_RATE
+) -> None:
+    """Write a video file: frames as H.264 yuv420p (CRF 18) and, optionally, a mono AAC soundtrack.
 
     Both encoders run single-threaded so that the bytes are reproducible.
+
+    Args:
+        path: Target ``.mp4`` file (its folder must exist).
+        frames: ``uint8 (T, H, W, 3)`` RGB frames; ``H`` and ``W`` must be even (yuv420p).
+        audio: ``float32 (n,)`` samples in ``[-1, 1]`` at ``sample_rate``, or ``None`` for a video without an audio
+            track.
+        fps: Frame rate.
+        sample_rate: Audio sampling rate in Hz.
     """
     from fractions import Fraction
 
@@ -1415,7 +1427,7 @@ def _run_clip_job(job: _ClipJob) -> tuple[dict[str, Any], np.ndarray, np.ndarray
         record["wav"] = str(wav_path)
     if "mp4" in job.formats:
         mp4_path = root / "videos" / f"{job.name}.mp4"
-        _write_mp4(mp4_path, frames, audio, job.fps, job.sample_rate)
+        write_mp4(mp4_path, frames, audio, job.fps, job.sample_rate)
         record["mp4"] = str(mp4_path)
     return record, frames[0].copy(), frames[info["apex_frame"]].copy()
 
@@ -1568,11 +1580,32 @@ def _world_readme(world: SyntheticWorld, info: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def world_settings(**settings: Any) -> dict[str, Any]:
+    """The generation settings of a world in the canonical form stored in ``info.json`` (``"settings"``).
+
+    Only the arguments given are returned; ``clips_per_class`` becomes a per-split mapping and ``formats`` a
+    sorted list, so that two spellings of the same world compare equal.
+    """
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "clips_per_class":
+            value = dict(value) if isinstance(value, Mapping) else {split: value for split in SPLITS}
+            value = {split: int(value[split]) for split in SPLITS if split in value}
+        elif key == "formats":
+            value = sorted([part.strip() for part in value.split(",")] if isinstance(value, str) else value)
+        elif key == "fps":
+            value = float(value)
+        elif isinstance(value, (np.integer,)):
+            value = int(value)
+        out[key] = value
+    return out
+
+
 def make_synthetic_world(
     out_dir: PathLike,
     *,
     num_identities: int = 12,
-    clips_per_class: int = 8,
+    clips_per_class: int | Mapping[str, int] = 8,
     num_frames: int = 32,
     size: int = 112,
     fps: float = 25.0,
@@ -1594,7 +1627,8 @@ def make_synthetic_world(
     Args:
         out_dir: Output folder (created; must be empty unless ``overwrite``).
         num_identities: Number of identities (>= 3); 12 gives 8 / 2 / 2.
-        clips_per_class: Clips per class in each split.
+        clips_per_class: Clips per class in each split, or a mapping ``{"train": n, "val": n, "test": n}`` with a
+            count per split (e.g. many unlabeled-style training clips for pre-training and smaller held-out splits).
         num_frames: Frames per clip.
         size: Frame height and width in pixels (even when writing mp4).
         fps: Frame rate.
@@ -1616,8 +1650,15 @@ def make_synthetic_world(
         ImportError: ``"mp4"`` requested without PyAV.
     """
     started = time.perf_counter()
+    if isinstance(clips_per_class, Mapping):
+        unknown_splits = sorted(set(clips_per_class) - set(SPLITS))
+        if unknown_splits or set(clips_per_class) != set(SPLITS):
+            raise ValueError(f"clips_per_class needs exactly the splits {SPLITS}, got {sorted(clips_per_class)}")
+        split_counts = {split: clips_per_class[split] for split in SPLITS}
+    else:
+        split_counts = {split: clips_per_class for split in SPLITS}
     for name, value, minimum in (
-        ("clips_per_class", clips_per_class, 1),
+        *((f"clips_per_class[{split}]", count, 1) for split, count in split_counts.items()),
         ("num_frames", num_frames, 1),
         ("size", size, 16),
         ("sample_rate", sample_rate, 1000),
@@ -1650,7 +1691,7 @@ def make_synthetic_world(
     for split in SPLITS:
         members = splits[split]
         for label, class_name in enumerate(EMOTION_CLASSES):
-            for clip_number in range(clips_per_class):
+            for clip_number in range(split_counts[split]):
                 identity = identities[members[(clip_number + label) % len(members)]]
                 intensity = (
                     1.0
@@ -1756,6 +1797,10 @@ def make_synthetic_world(
         "seed": world.seed,
         "formats": list(chosen),
         "splits": {split: {"identities": list(splits[split]), "num_clips": world.num_clips[split]} for split in SPLITS},
+        "settings": world_settings(
+            num_identities=num_identities, clips_per_class=split_counts, num_frames=num_frames, size=size, fps=fps,
+            seed=seed, formats=chosen, sample_rate=sample_rate,
+        ),
         "annotation_files": {
             kind: {split: str(path.relative_to(root)) for split, path in files.items()}
             for kind, files in annotation_files.items()

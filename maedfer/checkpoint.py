@@ -48,6 +48,7 @@ __all__ = [
     "CheckpointShapeError",
     "LoadReport",
     "adapt_state_dict",
+    "atomic_write_bytes",
     "atomic_write_text",
     "checkpoint_encoder_width",
     "extract_state_dict",
@@ -819,12 +820,17 @@ def _atomic_write(target: Path, write: Callable[[IO[bytes], Path], None]) -> Non
     _fsync_directory(target.parent)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a UTF-8 text file atomically (temporary sibling, fsync, rename); returns the path."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write a file atomically (temporary sibling, fsync, rename); parent folders are created; returns the path."""
     target = Path(os.fspath(path))
-    data = text.encode("utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(target, lambda handle, _tmp: handle.write(data))
     return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a UTF-8 text file atomically (temporary sibling, fsync, rename); returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _default_file_mode() -> int:

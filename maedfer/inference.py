@@ -1,0 +1,513 @@
+"""Loading a trained model for inference and turning a raw video into its inputs.
+
+A checkpoint written by maedfer's trainer (``checkpoint-last.pth`` / ``checkpoint-<epoch>.pth``) carries its
+resolved config, so :func:`load_inference_model` rebuilds the exact model from it. A checkpoint without a config
+(an official release, a converted safetensors file) needs the registry name (and any constructor overrides) of the
+model it holds; the input geometry is then read from the model itself.
+
+Inputs of a video (shared by :mod:`maedfer.predict`, :mod:`maedfer.features` and :mod:`maedfer.visualize`):
+
+* frames: :func:`read_video_frames` (decoding and face crops) and :func:`clip_to_input` (the test transform);
+* audio (HiCMAE's audio-visual and audio-only models): :func:`read_soundtrack` reads the whole soundtrack once
+  (a video without one raises :class:`NoAudioError`: an audio-visual model fed silence would give meaningless
+  output); :func:`clip_filterbank` cuts the audio of a clip's frame range with HiCMAE's relative-time rule
+  (:func:`maedfer.data.sampling.audio_segment`: frame ``i`` of ``n`` sits at ``i / (n - 1)`` of the waveform) and
+  turns it into the model's filter bank (:func:`maedfer.audio.wav_to_fbank`). Which frame range belongs to a clip
+  is the caller's rule (:func:`maedfer.data.sampling.view_audio_frame_range` for test views,
+  :func:`maedfer.data.sampling.window_audio_frame_range` for windows).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .audio import FbankConfig
+from .checkpoint import CheckpointError, read_checkpoint
+from .config import ExperimentConfig, config_from_dict
+from .data.build import audio_fbank_config
+from .data.readers import ClipReadError
+from .data.sampling import AudioSegment
+
+__all__ = [
+    "AUDIO_MODALITIES",
+    "DEFAULT_FPS",
+    "InferenceModel",
+    "NoAudioError",
+    "VideoFrames",
+    "clip_audio_segment",
+    "clip_filterbank",
+    "clip_to_input",
+    "label_names_for",
+    "load_inference_model",
+    "read_soundtrack",
+    "read_video_frames",
+    "with_device",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+#: Modalities whose models read the soundtrack.
+AUDIO_MODALITIES: tuple[str, ...] = ("audio_visual", "audio")
+
+
+@dataclass
+class InferenceModel:
+    """A model ready for inference and the facts needed to feed it.
+
+    Attributes:
+        model: The module in eval mode on ``device``.
+        name: Registry name of the model.
+        kind: ``"finetune"`` (encoder + head) or ``"pretrain"`` (masked autoencoder).
+        task: ``"classification"``, ``"regression"`` or ``"pretrain"``.
+        modality: ``"video"``, ``"audio_visual"`` or ``"audio"``.
+        num_frames: Frames per clip ``T`` the model takes.
+        sampling_rate: Frame stride used in training (every ``sampling_rate``-th frame).
+        input_size: Square input side ``H = W`` in pixels.
+        short_side_size: Short side the frames are resized to before the centre crop at test time.
+        label_names: Class names in label order (classification), target names (regression) or ``None``.
+        fbank: Filter-bank settings of the audio input (``None`` for video-only models).
+        config: The training config stored in the checkpoint (``None`` for a bare state dict).
+        device: Where the model lives.
+    """
+
+    model: nn.Module
+    name: str
+    kind: str
+    task: str
+    modality: str
+    num_frames: int
+    sampling_rate: int
+    input_size: int
+    short_side_size: int
+    label_names: list[str] | None
+    fbank: FbankConfig | None
+    config: ExperimentConfig | None
+    device: torch.device
+
+    @property
+    def num_outputs(self) -> int:
+        """Size of the model's output vector (classes or regression targets; 0 for a pre-training model)."""
+        return int(getattr(self.model, "num_classes", 0) or 0)
+
+    @property
+    def needs_audio(self) -> bool:
+        """Whether the model reads the soundtrack (``modality`` is ``"audio_visual"`` or ``"audio"``)."""
+        return self.modality in AUDIO_MODALITIES
+
+
+def label_names_for(dataset: str | None, num_outputs: int, task: str) -> list[str] | None:
+    """Output names of a model trained on ``dataset`` (a registry name or ``"synthetic"``).
+
+    Regression outputs of the synthetic world and of two-target datasets are ``["valence", "arousal"]``; unknown
+    datasets give ``None`` (callers then use ``class_0``, ``class_1`` ...).
+    """
+    if dataset is None:
+        return None
+    if task == "regression":
+        if num_outputs == 2:
+            return ["valence", "arousal"]
+        if dataset != "synthetic":
+            try:
+                from .data.registry import dataset_info
+
+                names = getattr(dataset_info(dataset), "target_names", None)
+                return list(names) if names else None
+            except (KeyError, ValueError):
+                return None
+        return None
+    if dataset == "synthetic":
+        from .data.synthetic import EMOTION_CLASSES
+
+        return list(EMOTION_CLASSES)
+    try:
+        from .data.registry import dataset_info
+
+        names = dataset_info(dataset).label_names
+    except (KeyError, ValueError):
+        return None
+    return list(names) if names and len(names) == num_outputs else None
+
+
+def _task_of(model: nn.Module, kind: str, config: ExperimentConfig | None) -> str:
+    if kind == "pretrain":
+        return "pretrain"
+    if config is not None and config.train.task in ("classification", "regression"):
+        return config.train.task
+    return "classification"
+
+
+def _geometry(model: nn.Module) -> tuple[int, int, str]:
+    """``(num_frames, input_size, modality)`` read from the model's video encoder."""
+    default = "audio_visual" if getattr(model, "encoder_audio", None) is not None else "video"
+    modality = str(getattr(model, "modality", default))
+    encoder = None
+    for attribute in ("encoder", "encoder_video", None):
+        candidate = model if attribute is None else getattr(model, attribute, None)
+        if candidate is not None and hasattr(candidate, "patch_embed") and hasattr(candidate.patch_embed,
+                                                                                   "tubelet_size"):
+            encoder = candidate
+            break
+    if encoder is None:  # audio-only model: no video geometry
+        return 0, 0, modality
+    embed = encoder.patch_embed
+    num_frames = int(getattr(embed, "num_frames", 0) or getattr(encoder, "num_frames", 0))
+    img_size = getattr(embed, "img_size", None) or getattr(encoder, "img_size", None)
+    input_size = int(img_size[0] if isinstance(img_size, (tuple, list)) else img_size)
+    return num_frames, input_size, modality
+
+
+def load_inference_model(
+    checkpoint: PathLike,
+    *,
+    model_name: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    dataset: str | None = None,
+    device: str | torch.device = "cpu",
+) -> InferenceModel:
+    """Build the model stored in ``checkpoint`` and load its weights.
+
+    Args:
+        checkpoint: A maedfer training checkpoint (``.pth`` with ``model`` and ``config``), an official ``.pth`` or
+            a ``.safetensors`` file. Loaded with ``weights_only=True``.
+        model_name: Registry name, or the id of a model card in ``models/`` (e.g. ``mae_dfer_mafw_fold1``: the
+            card gives the registry model, its constructor arguments, the frame stride and the label names);
+            required when the checkpoint has no config, overrides the config's otherwise.
+        model_kwargs: Constructor overrides (merged over the config's ``model.kwargs``).
+        dataset: Dataset whose label names to use (default: the config's ``data.dataset``).
+        device: Target device.
+
+    Returns:
+        The :class:`InferenceModel`, in eval mode.
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` does not exist.
+        CheckpointError: The file cannot be read, has no config and ``model_name`` is missing, or a fine-tuned
+            model's head is not in the file (its predictions would come from random weights).
+    """
+    from .checkpoint import load_checkpoint
+    from .registry import create_model, list_models, model_entry
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    config: ExperimentConfig | None = None
+    if path.suffix != ".safetensors":
+        payload = read_checkpoint(path)
+        if isinstance(payload, Mapping) and isinstance(payload.get("config"), Mapping):
+            config = config_from_dict(payload["config"])
+    if config is None and model_name is None:
+        raise CheckpointError(
+            f"{path} holds no maedfer training config: pass the registry name of its model (model_name=..., "
+            "--model on the command line; see `python -c \"import maedfer; print(maedfer.list_models())\"`)"
+        )
+    card = None
+    if model_name is not None and model_name not in list_models(include_official=True):
+        from .model_cards import find_card
+
+        try:
+            card = find_card(model_name)
+        except KeyError as error:
+            raise CheckpointError(f"{model_name!r} is neither a registered model nor a model card id: {error}") from None
+    name = card.model if card is not None else (model_name or config.model.name)  # type: ignore[union-attr]
+    kwargs: dict[str, Any] = dict(config.model.kwargs) if config is not None and model_name is None else {}
+    if card is not None:
+        kwargs.update(card.model_kwargs)
+    kwargs.update(model_kwargs or {})
+    if config is not None and config.model.official_behaviour and model_entry(name).kind == "pretrain":
+        from .parity import OFFICIAL_BEHAVIOUR
+
+        for key, value in OFFICIAL_BEHAVIOUR.get(model_entry(name).system, {}).items():
+            kwargs.setdefault(key, value)
+    entry = model_entry(name)
+    width = bool(card is not None and card.width_from_checkpoint)
+    model = create_model(name, checkpoint=str(path) if width else None, width_from_checkpoint=width, **kwargs)
+    report = load_checkpoint(model, str(path))
+    head_missing = [key for key in report.missing_keys if key.split(".")[0] == "head"]
+    if entry.kind == "finetune" and head_missing:
+        raise CheckpointError(
+            f"{path}: the classification/regression head of {name} is not in the checkpoint (missing "
+            f"{', '.join(head_missing)}; dropped: {', '.join(report.removed_head_keys) or 'none'}); "
+            "check num_classes (a model card id or model_kwargs sets it)"
+        )
+    target = torch.device(device)
+    model.to(target).eval()
+    num_frames, input_size, modality = _geometry(model)
+    task = _task_of(model, entry.kind, config)
+    if config is not None:
+        data = config.data
+        num_frames = data.num_frames or num_frames
+        sampling_rate, input_size, short_side = data.sampling_rate, data.input_size, data.short_side_size
+    elif card is not None:
+        sampling_rate = int(card.input.get("sampling_rate", 4))
+        short_side = int(card.input.get("input_size", input_size))
+    else:
+        sampling_rate, short_side = 4, input_size
+    num_outputs = int(getattr(model, "num_classes", 0) or 0)
+    names = label_names_for(dataset or (config.data.dataset if config is not None else None), num_outputs, task)
+    if names is None and card is not None and len(card.label_names) == num_outputs:
+        names = list(card.label_names)
+    fbank = audio_fbank_config(model)
+    logger.info("loaded %s (%s, %s) from %s", name, task, modality, path)
+    return InferenceModel(
+        model=model, name=name, kind=entry.kind, task=task, modality=modality, num_frames=num_frames,
+        sampling_rate=sampling_rate, input_size=input_size, short_side_size=short_side, label_names=names,
+        fbank=fbank, config=config, device=target,
+    )
+
+
+def with_device(loaded: InferenceModel, device: str | torch.device) -> InferenceModel:
+    """The same model moved to ``device``."""
+    target = torch.device(device)
+    loaded.model.to(target)
+    return replace(loaded, device=target)
+
+
+@dataclass
+class VideoFrames:
+    """The frames of a video file (or frame folder) ready to be cut into clips.
+
+    Attributes:
+        path: The source.
+        frames: ``uint8 (N, H, W, 3)`` RGB: face crops (``H = W = face_size``) when faces were detected, else the
+            full frames.
+        fps: Frame rate (25.0 assumed when the container states none, e.g. for frame folders).
+        face_boxes: ``float32 (N, 4)`` ``(x, y, w, h)`` face box per frame, or ``None`` without face detection.
+    """
+
+    path: Path
+    frames: Any
+    fps: float
+    face_boxes: Any = None
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+DEFAULT_FPS = 25.0
+
+
+def read_video_frames(
+    path: PathLike,
+    *,
+    detect_faces: bool = True,
+    face_size: int = 224,
+    detector: Any = None,
+    detector_backend: str = "auto",
+    detect_every: int = 1,
+    video_backend: str = "auto",
+) -> VideoFrames:
+    """Decode a video (or frame folder) and, by default, crop its main face in every frame.
+
+    Args:
+        path: Video file (mp4, avi, ...), frame folder or single image.
+        detect_faces: Detect and track the main face and return crops of it; ``False`` returns the frames as they
+            are (for videos that are already face crops, like the datasets' released face clips).
+        face_size: Side of the face crops in pixels.
+        detector: A :class:`maedfer.data.faces.FaceDetector` to reuse (default: a new one of ``detector_backend``).
+        detector_backend: ``"auto"``, ``"yunet"`` or ``"haar"``.
+        detect_every: Run the detector on every N-th frame only (the boxes are tracked in between).
+        video_backend: ``"auto"``, ``"decord"`` or ``"pyav"``.
+
+    Returns:
+        A :class:`VideoFrames`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        maedfer.data.readers.ClipReadError: The file cannot be decoded or has no frames.
+        maedfer.data.faces.NoFaceError: ``detect_faces`` and no frame shows a face (the message names the file).
+    """
+    from .data.faces import FaceDetector, extract_face_clip, iter_clip_frames
+    from .data.readers import VideoFileReader, open_clip
+
+    source = Path(path)
+    if not source.exists():
+        raise FileNotFoundError(f"video {source} does not exist")
+    reader = open_clip(source, backend=video_backend)  # type: ignore[arg-type]
+    if len(reader) == 0:
+        raise ClipReadError(source, "no frames")
+    fps = float(reader.fps) if isinstance(reader, VideoFileReader) and reader.fps > 0 else DEFAULT_FPS
+    if not detect_faces:
+        frames = np.stack(list(iter_clip_frames(reader)))
+        return VideoFrames(path=source, frames=frames, fps=fps)
+    detector = detector if detector is not None else FaceDetector(backend=detector_backend)  # type: ignore[arg-type]
+    faces, stats = extract_face_clip(
+        iter_clip_frames(reader), detector, size=face_size, detect_every=detect_every, clip_name=str(source)
+    )
+    return VideoFrames(path=source, frames=faces, fps=fps, face_boxes=stats.boxes)
+
+
+def clip_to_input(frames: Any, loaded: InferenceModel) -> torch.Tensor:
+    """The evaluation transform of the model's training config for one clip.
+
+    Frames are resized so that the short side is ``loaded.short_side_size`` (square frames become
+    ``short_side x short_side``), centre-cropped to ``loaded.input_size`` and normalised with the ImageNet
+    statistics, as the single-view test transform does.
+
+    Args:
+        frames: ``uint8 (T, H, W, 3)`` RGB with ``T = loaded.num_frames``.
+        loaded: The model the clip is for.
+
+    Returns:
+        ``float32 (3, T, S, S)`` with ``S = loaded.input_size``.
+    """
+    from .data.transforms import center_crop, resize_frames_short_side, to_normalized_tensor
+
+    if frames.shape[0] != loaded.num_frames:
+        raise ValueError(f"the model takes clips of {loaded.num_frames} frames, got {frames.shape[0]}")
+    if min(frames.shape[1:3]) != loaded.short_side_size:
+        frames = resize_frames_short_side(frames, loaded.short_side_size)
+    return to_normalized_tensor(center_crop(frames, loaded.input_size))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# audio
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class NoAudioError(ClipReadError):
+    """A model that needs the soundtrack was given a source without one (no track, an empty one, a frame folder).
+
+    A :class:`~maedfer.data.readers.ClipReadError`, so callers that skip unreadable inputs skip these too.
+
+    Attributes:
+        path: The source (as a string).
+        reason: What is missing, e.g. ``"no audio track"``.
+        modality: The model's modality (``"audio_visual"`` or ``"audio"``), or ``None`` when unknown.
+    """
+
+    def __init__(self, path: PathLike, reason: str = "no audio track", modality: str | None = None) -> None:
+        super().__init__(path, reason)
+        self.modality = modality
+        self.args = (f"{self.path}: {self.description}",)
+
+    @property
+    def description(self) -> str:
+        """The reason and, when the modality is known, why the model needs the soundtrack (no file name)."""
+        if self.modality is None:
+            return self.reason
+        kind = "audio-visual" if self.modality == "audio_visual" else "audio-only"
+        return f"{self.reason}, but the model is {kind} and needs the soundtrack"
+
+    def __reduce__(self) -> tuple[type[NoAudioError], tuple[str, str, str | None]]:  # type: ignore[override]
+        return (type(self), (self.path, self.reason, self.modality))
+
+
+def read_soundtrack(path: PathLike, sample_rate: int, *, modality: str | None = None) -> np.ndarray:
+    """The whole soundtrack of a video (or audio) file, mono, at ``sample_rate``.
+
+    Args:
+        path: Video or audio file.
+        sample_rate: Output rate in Hz (the filter bank's, ``loaded.fbank.sample_rate``).
+        modality: The modality of the model that needs the audio; only used in the :class:`NoAudioError` message.
+
+    Returns:
+        ``float32 (1, n)`` with ``n >= 1`` (:func:`maedfer.data.readers.read_audio`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        NoAudioError: ``path`` is a frame folder, or has no audio track, or an empty one.
+        maedfer.data.readers.ClipReadError: The file cannot be decoded.
+    """
+    from .data.readers import read_audio
+
+    source = Path(path)
+    if source.is_dir():
+        raise NoAudioError(source, "no audio track (it is a frame folder; give the video's audio file)", modality)
+    try:
+        waveform = read_audio(source, sample_rate=sample_rate)
+    except ClipReadError as error:
+        if error.reason == "no audio track":
+            raise NoAudioError(source, error.reason, modality) from error
+        raise
+    if waveform.shape[-1] == 0:
+        raise NoAudioError(source, "an empty audio track", modality)
+    return waveform
+
+
+def clip_audio_segment(
+    num_samples_total: int,
+    first_frame: int,
+    last_frame: int,
+    num_frames_total: int,
+    fbank: FbankConfig,
+    *,
+    path: PathLike,
+) -> AudioSegment:
+    """The waveform cut of a clip's frame range, checked to hold at least one filter-bank frame.
+
+    HiCMAE's relative-time rule (:func:`maedfer.data.sampling.audio_segment`): frame ``i`` of ``n`` sits at
+    ``i / (n - 1)`` of the waveform, the cut is ``[int(ts(first) * N), int(ts(last) * N))``, and a cut of at most
+    1024 samples falls back to the whole waveform when that is shorter than 2.56 s.
+
+    Args:
+        num_samples_total: Waveform length ``N``.
+        first_frame: First frame of the clip's audio range.
+        last_frame: Last frame of the range (see :func:`maedfer.data.sampling.view_audio_frame_range` /
+            :func:`~maedfer.data.sampling.window_audio_frame_range`).
+        num_frames_total: Frames ``n`` of the video.
+        fbank: The model's filter-bank settings.
+        path: The audio source, named in errors.
+
+    Returns:
+        The :class:`maedfer.data.sampling.AudioSegment`; ``segment.slice`` cuts the waveform's last axis.
+
+    Raises:
+        maedfer.data.sampling.AudioSegmentError: (a ``ValueError``) The cut is too short for a filter bank.
+    """
+    from .audio import num_fbank_frames
+    from .data.sampling import AudioSegmentError, audio_segment
+
+    segment = audio_segment(
+        first_frame, last_frame, num_frames_total, int(num_samples_total), sample_rate=fbank.sample_rate,
+        source=str(path),
+    )
+    if num_fbank_frames(segment.num_samples, fbank.sample_rate, fbank.frame_shift_ms) == 0:
+        raise AudioSegmentError(
+            f"{path}: the audio of frames {first_frame}..{last_frame} (of {num_frames_total}) has "
+            f"{segment.num_samples} samples, fewer than one filter-bank frame"
+        )
+    return segment
+
+
+def clip_filterbank(
+    waveform: np.ndarray | torch.Tensor,
+    first_frame: int,
+    last_frame: int,
+    num_frames_total: int,
+    fbank: FbankConfig,
+    *,
+    path: PathLike,
+) -> torch.Tensor:
+    """The filter bank of the audio of a clip's frame range (the audio input of a HiCMAE model).
+
+    The waveform is cut by :func:`clip_audio_segment` (HiCMAE's relative-time rule) and turned into the normalised
+    log-mel filter bank by :func:`maedfer.audio.wav_to_fbank`.
+
+    Args:
+        waveform: ``float32 (1, N)`` soundtrack at ``fbank.sample_rate`` (:func:`read_soundtrack`).
+        first_frame: First frame of the clip's audio range.
+        last_frame: Last frame of the range.
+        num_frames_total: Frames ``n`` of the video.
+        fbank: The model's filter-bank settings (``loaded.fbank``).
+        path: The audio source, named in errors.
+
+    Returns:
+        ``float32 (1, fbank.target_length, fbank.num_mel_bins)``.
+
+    Raises:
+        maedfer.data.sampling.AudioSegmentError: (a ``ValueError``) The cut is too short for a filter bank.
+    """
+    from .audio import wav_to_fbank
+
+    segment = clip_audio_segment(int(waveform.shape[-1]), first_frame, last_frame, num_frames_total, fbank, path=path)
+    return wav_to_fbank(waveform[..., segment.slice], fbank)

@@ -531,6 +531,7 @@ def load_checkpoint(
     model_keys: Sequence[str] = DEFAULT_MODEL_KEYS,
     strict: bool = False,
     drop_mismatched_head: bool = True,
+    source: str | None = None,
 ) -> LoadReport:
     """Loads a checkpoint into a model, following the official transfer rules.
 
@@ -547,6 +548,8 @@ def load_checkpoint(
         model_keys: Top-level keys that may hold the weights, in priority order.
         strict: Raise if any key is missing or unexpected after adaptation.
         drop_mismatched_head: Drop ``head.weight``/``head.bias`` of another size.
+        source: Name of the checkpoint in the report and in errors when ``checkpoint`` is an already read object
+            (for example the file it came from); default ``"<state_dict>"``.
 
     Returns:
         A :class:`LoadReport` of what was loaded.
@@ -558,7 +561,7 @@ def load_checkpoint(
             ``strict`` and keys are missing or unexpected.
     """
     if isinstance(checkpoint, Mapping):
-        source = _STATE_DICT_SOURCE
+        source = source or _STATE_DICT_SOURCE
         obj: Any = checkpoint
     else:
         source = os.fspath(checkpoint)

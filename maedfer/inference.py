@@ -33,22 +33,26 @@ from .audio import FbankConfig
 from .checkpoint import CheckpointError, read_checkpoint
 from .config import ExperimentConfig, config_from_dict
 from .data.build import audio_fbank_config
+from .data.faces import NoFaceError
 from .data.readers import ClipReadError
 from .data.sampling import AudioSegment
 
 __all__ = [
     "AUDIO_MODALITIES",
     "DEFAULT_FPS",
+    "INPUT_ERRORS",
     "InferenceModel",
     "NoAudioError",
     "VideoFrames",
     "clip_audio_segment",
     "clip_filterbank",
     "clip_to_input",
+    "error_message",
     "label_names_for",
     "load_inference_model",
     "read_soundtrack",
     "read_video_frames",
+    "video_encoder",
     "with_device",
 ]
 
@@ -106,39 +110,23 @@ class InferenceModel:
 
 
 def label_names_for(dataset: str | None, num_outputs: int, task: str) -> list[str] | None:
-    """Output names of a model trained on ``dataset`` (a registry name or ``"synthetic"``).
+    """Output names of a model with ``num_outputs`` outputs trained on ``dataset`` for ``task``.
 
-    Regression outputs of the synthetic world and of two-target datasets are ``["valence", "arousal"]``; unknown
-    datasets give ``None`` (callers then use ``class_0``, ``class_1`` ...).
+    Two regression outputs are ``["valence", "arousal"]``; otherwise the dataset's names
+    (:func:`maedfer.data.registry.dataset_label_names`) when there is one per output, else ``None`` (callers then
+    use ``class_0``, ``class_1`` ...).
     """
+    from .data.registry import dataset_label_names
+
     if dataset is None:
         return None
-    if task == "regression":
-        if num_outputs == 2:
-            return ["valence", "arousal"]
-        if dataset != "synthetic":
-            try:
-                from .data.registry import dataset_info
-
-                names = getattr(dataset_info(dataset), "target_names", None)
-                return list(names) if names else None
-            except (KeyError, ValueError):
-                return None
-        return None
-    if dataset == "synthetic":
-        from .data.synthetic import EMOTION_CLASSES
-
-        return list(EMOTION_CLASSES)
-    try:
-        from .data.registry import dataset_info
-
-        names = dataset_info(dataset).label_names
-    except (KeyError, ValueError):
-        return None
-    return list(names) if names and len(names) == num_outputs else None
+    if task == "regression" and num_outputs == 2:
+        return ["valence", "arousal"]
+    names = dataset_label_names(dataset, task)
+    return names if names and len(names) == num_outputs else None
 
 
-def _task_of(model: nn.Module, kind: str, config: ExperimentConfig | None) -> str:
+def _task_of(kind: str, config: ExperimentConfig | None) -> str:
     if kind == "pretrain":
         return "pretrain"
     if config is not None and config.train.task in ("classification", "regression"):
@@ -146,17 +134,22 @@ def _task_of(model: nn.Module, kind: str, config: ExperimentConfig | None) -> st
     return "classification"
 
 
+def video_encoder(model: nn.Module) -> nn.Module | None:
+    """The video :class:`~maedfer.models.encoder.TokenEncoder` of a model: the model itself (a fine-tuning encoder),
+    its ``encoder`` (masked autoencoders, HiCMAE), or ``None`` (an audio-only model)."""
+    from .models.encoder import TokenEncoder
+
+    for candidate in (model, getattr(model, "encoder", None)):
+        if isinstance(candidate, TokenEncoder) and hasattr(candidate.patch_embed, "tubelet_size"):
+            return candidate
+    return None
+
+
 def _geometry(model: nn.Module) -> tuple[int, int, str]:
     """``(num_frames, input_size, modality)`` read from the model's video encoder."""
     default = "audio_visual" if getattr(model, "encoder_audio", None) is not None else "video"
     modality = str(getattr(model, "modality", default))
-    encoder = None
-    for attribute in ("encoder", "encoder_video", None):
-        candidate = model if attribute is None else getattr(model, attribute, None)
-        if candidate is not None and hasattr(candidate, "patch_embed") and hasattr(candidate.patch_embed,
-                                                                                   "tubelet_size"):
-            encoder = candidate
-            break
+    encoder = video_encoder(model)
     if encoder is None:  # audio-only model: no video geometry
         return 0, 0, modality
     embed = encoder.patch_embed
@@ -200,11 +193,10 @@ def load_inference_model(
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    payload = read_checkpoint(path)  # read once: the config and the weights come from the same object
     config: ExperimentConfig | None = None
-    if path.suffix != ".safetensors":
-        payload = read_checkpoint(path)
-        if isinstance(payload, Mapping) and isinstance(payload.get("config"), Mapping):
-            config = config_from_dict(payload["config"])
+    if isinstance(payload, Mapping) and isinstance(payload.get("config"), Mapping):
+        config = config_from_dict(payload["config"])
     if config is None and model_name is None:
         raise CheckpointError(
             f"{path} holds no maedfer training config: pass the registry name of its model (model_name=..., "
@@ -223,15 +215,15 @@ def load_inference_model(
     if card is not None:
         kwargs.update(card.model_kwargs)
     kwargs.update(model_kwargs or {})
-    if config is not None and config.model.official_behaviour and model_entry(name).kind == "pretrain":
+    entry = model_entry(name)
+    if config is not None and config.model.official_behaviour and entry.kind == "pretrain":
         from .parity import OFFICIAL_BEHAVIOUR
 
-        for key, value in OFFICIAL_BEHAVIOUR.get(model_entry(name).system, {}).items():
+        for key, value in OFFICIAL_BEHAVIOUR.get(entry.system, {}).items():
             kwargs.setdefault(key, value)
-    entry = model_entry(name)
     width = bool(card is not None and card.width_from_checkpoint)
-    model = create_model(name, checkpoint=str(path) if width else None, width_from_checkpoint=width, **kwargs)
-    report = load_checkpoint(model, str(path))
+    model = create_model(name, checkpoint=payload if width else None, width_from_checkpoint=width, **kwargs)
+    report = load_checkpoint(model, payload, source=str(path))
     head_missing = [key for key in report.missing_keys if key.split(".")[0] == "head"]
     if entry.kind == "finetune" and head_missing:
         raise CheckpointError(
@@ -242,7 +234,7 @@ def load_inference_model(
     target = torch.device(device)
     model.to(target).eval()
     num_frames, input_size, modality = _geometry(model)
-    task = _task_of(model, entry.kind, config)
+    task = _task_of(entry.kind, config)
     if config is not None:
         data = config.data
         num_frames = data.num_frames or num_frames
@@ -511,3 +503,16 @@ def clip_filterbank(
 
     segment = clip_audio_segment(int(waveform.shape[-1]), first_frame, last_frame, num_frames_total, fbank, path=path)
     return wav_to_fbank(waveform[..., segment.slice], fbank)
+
+
+#: What bad input raises (a missing or unreadable file, no face, no soundtrack, a checkpoint that does not fit, a bad
+#: argument); the command-line tools report these as one line and exit code 2 instead of a traceback.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError, ClipReadError, NoFaceError, CheckpointError, ValueError, KeyError,
+)
+
+
+def error_message(error: BaseException) -> str:
+    """The message of an input error on one line (a ``KeyError``'s text without the quotes ``str`` adds)."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(text.split()) or type(error).__name__

@@ -32,7 +32,6 @@ window), a JSON file and a PNG timeline (:func:`plot_timeline`).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -80,9 +79,6 @@ PathLike = str | os.PathLike[str]
 
 #: The file formats :func:`save_outputs` can write.
 OUTPUT_FORMATS: tuple[str, ...] = ("csv", "json", "png")
-
-_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # window arithmetic
@@ -340,18 +336,6 @@ def _output_names(loaded: InferenceModel, num_outputs: int) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """Autocast context for ``precision`` (``"auto"``: bf16 on CUDA, fp32 elsewhere)."""
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _frame_count_and_fps(path: Path) -> tuple[int, float]:
     """Frame count and rate of a video without decoding it (for audio-only models)."""
     from .data.readers import VideoFileReader, open_clip
@@ -421,7 +405,9 @@ def predict_video(
             "classification or regression checkpoint"
         )
     batch = _positive_int(batch_size, "batch_size")
-    autocast = _autocast(loaded.device, precision)
+    from .engine.backends import autocast_context, resolve_precision
+
+    autocast = autocast_context(loaded.device, resolve_precision(precision, loaded.device))
     needs_video = loaded.modality != "audio"
     needs_audio = loaded.needs_audio
     if needs_audio and loaded.fbank is None:

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from .engine.backends import autocast_context, resolve_precision
 from .layers import use_fused_attention
 
 __all__ = [
@@ -219,11 +220,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 def _peak_memory_reset(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -263,9 +259,10 @@ def measure_inference(
     """
     device = inputs[0].device
     batch = inputs[0].shape[0]
+    precision = resolve_precision(precision, device)
     model.eval()
     _peak_memory_reset(device)
-    with torch.inference_mode(), _autocast(device, precision):
+    with torch.inference_mode(), autocast_context(device, precision):
         times = _timed(lambda: model(*inputs), device, warmup, repeats)
     median = statistics.median(times)
     return {
@@ -297,13 +294,14 @@ def measure_training_step(
     """
     device = inputs[0].device
     batch = inputs[0].shape[0]
+    precision = resolve_precision(precision, device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, precision):
+        with autocast_context(device, precision):
             loss = _training_loss(model, inputs)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -104,12 +104,6 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
     root.setLevel(min(root.level or logging.WARNING, level) if root.level else level)
 
 
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
 def model_inputs(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
     """Positional inputs of a classifier for a batch: ``(video,)``, ``(video, audio)`` or ``(audio,)``."""
     modality = getattr(model, "modality", None)
@@ -261,8 +255,9 @@ def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 def run(cfg: ExperimentConfig) -> dict[str, Any]:
     """Train (and evaluate) one configuration; returns the final metrics (rank 0) and the output paths."""
     from .data.build import build_data, build_mixup
+    from .data.registry import dataset_label_names
     from .data.video_datasets import SkipCounter
-    from .engine.backends import build_backend
+    from .engine.backends import build_backend, resolve_precision
     from .engine.distributed import init_distributed, seed_everything
     from .engine.optim import param_groups, scaled_lr
     from .engine.schedule import cosine_schedule
@@ -274,7 +269,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     setup_logging(output_dir, is_main)
     seed_everything(cfg.train.seed, env.rank)
     device = torch.device(env.device)
-    precision = _resolve_precision(cfg.train.precision, device)
+    precision = resolve_precision(cfg.train.precision, device)
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, output_dir / "config.yaml")
@@ -335,7 +330,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         except ImportError:
             logger.warning("tensorboard is not installed (pip install tensorboard); no tensorboard logs")
 
-    label_names = _label_names(cfg)
+    label_names = dataset_label_names(cfg.data.dataset)
     evaluate = None
     if data.val_loader is not None:
         def evaluate(epoch: int) -> dict[str, Any]:
@@ -395,20 +390,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     return str(value)
-
-
-def _label_names(cfg: ExperimentConfig) -> list[str] | None:
-    if cfg.data.dataset == "synthetic":
-        from .data.synthetic import EMOTION_CLASSES
-
-        return list(EMOTION_CLASSES)
-    try:
-        from .data.registry import dataset_info
-
-        names = dataset_info(cfg.data.dataset).label_names
-        return list(names) if names else None
-    except (KeyError, ValueError):
-        return None
 
 
 def _reconstruction_logger(cfg: ExperimentConfig, model: nn.Module):

@@ -185,8 +185,8 @@ def default_video_mask(
 ) -> torch.Tensor:
     """One video mask of the kind the model was pre-trained with, drawn from a seeded generator.
 
-    The kind follows the trainer (:func:`maedfer.data.build.build_data`): ``"part_window"`` with the encoder's region
-    ``(h, w)`` as window for the LGI-Former (MAE-DFER), ``"tube"`` otherwise (VideoMAE, SVFAP, HiCMAE).
+    The kind follows the trainer (:func:`maedfer.data.build.pretraining_mask`): ``"part_window"`` with the encoder's
+    region ``(h, w)`` as window for the LGI-Former (MAE-DFER), ``"tube"`` otherwise (VideoMAE, SVFAP, HiCMAE).
 
     Args:
         model: A masked autoencoder (with ``.encoder``) or a video encoder.
@@ -200,28 +200,22 @@ def default_video_mask(
     Raises:
         ValueError: If the model has no video encoder or the kind does not fit it.
     """
+    from .data.build import pretraining_mask
+
     encoder = _video_encoder(model)
-    region = getattr(encoder, "region_size", None)
-    kind = mask_kind or ("part_window" if region is not None else "tube")
-    window = None
-    if kind == "part_window":
-        if region is None:
-            raise ValueError("mask kind 'part_window' needs an LGI-Former encoder (its region size is the window)")
-        window = tuple(region[1:])
+    kind, window = pretraining_mask(encoder, mask_kind)
     generator = torch.Generator().manual_seed(int(seed))
     return build_mask_generator(kind, tuple(encoder.grid_size), mask_ratio, window).batch(1, generator)
 
 
 def _video_encoder(model: nn.Module) -> nn.Module:
-    """The video :class:`~maedfer.models.encoder.TokenEncoder` of a model (itself, or its ``encoder``)."""
-    from .models.encoder import TokenEncoder
+    """The video encoder of a model (:func:`maedfer.inference.video_encoder`); a ``ValueError`` without one."""
+    from .inference import video_encoder
 
-    if isinstance(model, TokenEncoder) and hasattr(model.patch_embed, "tubelet_size"):
-        return model
-    encoder = getattr(model, "encoder", None)
-    if isinstance(encoder, TokenEncoder) and hasattr(encoder.patch_embed, "tubelet_size"):
-        return encoder
-    raise ValueError(f"{type(model).__name__} has no video encoder")
+    encoder = video_encoder(model)
+    if encoder is None:
+        raise ValueError(f"{type(model).__name__} has no video encoder")
+    return encoder
 
 
 @contextlib.contextmanager

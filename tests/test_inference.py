@@ -283,3 +283,16 @@ def test_a_checkpoint_without_the_models_head_is_refused(tmp_path: Path) -> None
         load_inference_model(file, model_name="mae_dfer_mafw_fold1", model_kwargs=tiny)
     with pytest.raises(CheckpointError, match="neither a registered model nor a model card"):
         load_inference_model(file, model_name="no_such_model")
+
+
+def test_output_names_come_from_the_dataset_registry() -> None:
+    from maedfer.data.registry import dataset_info
+    from maedfer.inference import label_names_for
+
+    werewolf = dataset_info("Werewolf-XL")  # three regression targets, named in the registry
+    assert label_names_for("Werewolf-XL", 3, "regression") == list(werewolf.label_names)
+    assert label_names_for("synthetic", 2, "regression") == ["valence", "arousal"]
+    assert label_names_for("synthetic", 7, "classification") == list(EMOTION_CLASSES)
+    assert label_names_for("DFEW", 7, "classification") == list(dataset_info("DFEW").label_names)
+    assert label_names_for("DFEW", 6, "classification") is None  # one name per output, or none
+    assert label_names_for("no_such_dataset", 7, "classification") is None

@@ -32,11 +32,8 @@ import logging
 import sys
 from pathlib import Path
 
-from maedfer.checkpoint import CheckpointError
-from maedfer.data.faces import NoFaceError
-from maedfer.data.readers import ClipReadError
 from maedfer.features import FEATURE_LEVELS, OUTPUT_FORMATS, extract_features_to_folder, read_video_list
-from maedfer.inference import load_inference_model
+from maedfer.inference import INPUT_ERRORS, error_message, load_inference_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             detector_backend=args.face_backend, video_backend=args.video_backend, resume=not args.no_resume,
             progress=not args.no_progress,
         )
-    except (FileNotFoundError, ClipReadError, NoFaceError, CheckpointError, KeyError, ValueError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
+    except INPUT_ERRORS as error:
+        print(f"error: {error_message(error)}", file=sys.stderr)
         return 2
 
     print(f"done: {summary.done}, skipped (existing): {summary.skipped_existing}, failed: {len(summary.failed)}")

@@ -31,26 +31,21 @@ from pathlib import Path
 
 import torch
 
-from maedfer.checkpoint import CheckpointError
-from maedfer.data.faces import FaceDetector, NoFaceError
+from maedfer.data.faces import FaceDetector
 from maedfer.data.readers import ClipReadError
-from maedfer.inference import NoAudioError, load_inference_model
+from maedfer.inference import INPUT_ERRORS, NoAudioError, error_message, load_inference_model
 from maedfer.predict import OUTPUT_FORMATS, WindowedPrediction, predict_video, save_outputs
 
-EXPECTED_ERRORS = (FileNotFoundError, ClipReadError, NoFaceError, CheckpointError, ValueError, KeyError, ImportError)
+EXPECTED_ERRORS = (*INPUT_ERRORS, ImportError)  # a missing face-detection dependency says what to install
 
 
 def one_line(error: BaseException) -> str:
     """The error's message on a single line, without the file name of a ClipReadError (the caller prints it)."""
     if isinstance(error, NoAudioError):
-        text = error.description
-    elif isinstance(error, ClipReadError):
-        text = error.reason
-    else:
-        text = str(error)
-    if isinstance(error, KeyError) and error.args:
-        text = str(error.args[0])
-    return " ".join(text.split()) or type(error).__name__
+        return " ".join(error.description.split())
+    if isinstance(error, ClipReadError):
+        return " ".join(error.reason.split()) or type(error).__name__
+    return error_message(error)
 
 
 def summary_line(prediction: WindowedPrediction) -> str:

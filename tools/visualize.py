@@ -36,10 +36,14 @@ from pathlib import Path
 
 import torch
 
-from maedfer.checkpoint import CheckpointError
-from maedfer.data.faces import NoFaceError
-from maedfer.data.readers import ClipReadError
-from maedfer.inference import InferenceModel, clip_to_input, load_inference_model, read_video_frames
+from maedfer.inference import (
+    INPUT_ERRORS,
+    InferenceModel,
+    clip_to_input,
+    error_message,
+    load_inference_model,
+    read_video_frames,
+)
 from maedfer.visualize import (
     attention_maps,
     attention_overlay,
@@ -51,8 +55,6 @@ from maedfer.visualize import (
     save_png,
 )
 
-#: Errors caused by the input; reported as one line and exit code 2.
-EXPECTED_ERRORS = (FileNotFoundError, ClipReadError, NoFaceError, CheckpointError, ValueError, KeyError)
 
 
 def load_model(args: argparse.Namespace) -> InferenceModel:
@@ -175,9 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     run = run_reconstruct if args.command == "reconstruct" else run_attention
     try:
         path = run(args)
-    except EXPECTED_ERRORS as error:
-        message = " ".join(str(error.args[0] if isinstance(error, KeyError) and error.args else error).split())
-        print(f"error: {message}", file=sys.stderr)
+    except INPUT_ERRORS as error:
+        print(f"error: {error_message(error)}", file=sys.stderr)
         return 2
     print(f"wrote {path}")
     return 0

@@ -151,14 +151,27 @@ def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin
     )
 
 
-def _model_geometry(model: torch.nn.Module) -> dict[str, Any]:
-    """Patch/tubelet/mask-window facts of a pre-training model (for the mask generator of the dataset)."""
-    encoder = model.encoder
-    embed = encoder.patch_embed
-    out = {"tubelet_size": embed.tubelet_size, "patch_size": embed.patch_size}
+def pretraining_mask(encoder: torch.nn.Module, mask_type: str | None = None) -> tuple[str, tuple[int, int] | None]:
+    """The mask kind a video encoder is pre-trained with, and its window.
+
+    Args:
+        encoder: The video encoder of a masked autoencoder.
+        mask_type: ``"tube"``, ``"part_window"`` or ``"random"``; ``None`` picks the default: ``"part_window"`` for
+            the LGI-Former (MAE-DFER), ``"tube"`` otherwise.
+
+    Returns:
+        ``(kind, window)``; ``window`` is the LGI region's ``(h, w)`` for ``"part_window"``, else ``None``.
+
+    Raises:
+        ValueError: ``"part_window"`` for an encoder without LGI regions.
+    """
     region = getattr(encoder, "region_size", None)
-    out["window"] = tuple(region[1:]) if region is not None else None
-    return out
+    kind = mask_type or ("part_window" if region is not None else "tube")
+    if kind != "part_window":
+        return kind, None
+    if region is None:
+        raise ValueError("mask kind 'part_window' needs an LGI-Former encoder (its region size is the window)")
+    return kind, (int(region[1]), int(region[2]))
 
 
 def audio_fbank_config(model: torch.nn.Module) -> FbankConfig | None:
@@ -212,10 +225,10 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
     seed = train.seed
     num_classes = 0
     if task == "pretrain":
-        geometry = _model_geometry(model)
-        kind = data.mask_type or ("part_window" if geometry["window"] is not None else "tube")
-        mask = MaskSpec(kind=kind, ratio=data.mask_ratio, window=geometry["window"] if kind == "part_window" else None,
-                        tubelet_size=geometry["tubelet_size"], patch_size=geometry["patch_size"])
+        embed = model.encoder.patch_embed
+        kind, window = pretraining_mask(model.encoder, data.mask_type)
+        mask = MaskSpec(kind=kind, ratio=data.mask_ratio, window=window, tubelet_size=embed.tubelet_size,
+                        patch_size=embed.patch_size)
         audio_cfg = None
         if audio:
             replacements = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "list_datasets", "normalize_dataset_name"]
+__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "dataset_label_names", "list_datasets", "normalize_dataset_name"]
 
 #: Allowed values of :attr:`DatasetInfo.modality`.
 MODALITIES: tuple[str, ...] = ("video", "audio_visual", "audio_visual_unlabeled")
@@ -427,6 +427,24 @@ def dataset_info(name: str) -> DatasetInfo:
     if key not in _ALIAS_INDEX:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return DATASETS[_ALIAS_INDEX[key]]
+
+
+def dataset_label_names(dataset: str, task: str = "classification") -> list[str] | None:
+    """Output names of a model trained on ``dataset`` (a registry name, or ``"synthetic"`` for the synthetic world).
+
+    The synthetic world's classes (:data:`maedfer.data.synthetic.EMOTION_CLASSES`), or ``["valence", "arousal"]``
+    for its regression split; a registered dataset's :attr:`DatasetInfo.label_names` (class names, or regression
+    target names). ``None`` for an unknown dataset or one whose names are not recorded.
+    """
+    if dataset == "synthetic":
+        from .synthetic import EMOTION_CLASSES
+
+        return ["valence", "arousal"] if task == "regression" else list(EMOTION_CLASSES)
+    try:
+        names = dataset_info(dataset).label_names
+    except (KeyError, ValueError):
+        return None
+    return list(names) if names else None
 
 
 def list_datasets(*, task: str | None = None, modality: str | None = None) -> list[str]:

@@ -75,6 +75,7 @@ __all__ = [
     "TrainingBackend",
     "build_backend",
     "build_optimizer",
+    "autocast_context",
     "resolve_precision",
 ]
 
@@ -123,6 +124,19 @@ def resolve_precision(precision: str, device: torch.device) -> str:
                              "use precision 'fp16' or 'fp32'.")
         return precision
     return "fp32" if precision == "auto" else precision
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed-precision context for a resolved precision (:func:`resolve_precision`).
+
+    Returns:
+        ``torch.autocast`` with bfloat16/float16 on ``device`` for ``"bf16"``/``"fp16"``, a no-op context for
+        ``"fp32"``.
+    """
+    dtype = _HALF_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _cfg_get(cfg: Any, key: str, default: Any) -> Any:
@@ -308,10 +322,7 @@ class TrainingBackend(abc.ABC):
         Returns:
             ``torch.autocast`` with bfloat16/float16 for ``"bf16"``/``"fp16"``, a no-op context for ``"fp32"``.
         """
-        dtype = _HALF_DTYPES.get(self.precision)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast_context(self.device, self.precision)
 
     def no_sync(self) -> contextlib.AbstractContextManager[None]:
         """Context for the forward and backward passes of accumulation micro-steps before the last one.

@@ -34,7 +34,7 @@ from .checkpoint import CheckpointError, read_checkpoint
 from .config import ExperimentConfig, config_from_dict
 from .data.build import audio_fbank_config
 from .data.faces import NoFaceError
-from .data.readers import ClipReadError
+from .data.readers import ClipReadError, VideoFileReader
 from .data.sampling import AudioSegment
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "load_inference_model",
     "read_soundtrack",
     "read_video_frames",
+    "reader_fps",
     "video_encoder",
     "with_device",
 ]
@@ -288,6 +289,12 @@ class VideoFrames:
 DEFAULT_FPS = 25.0
 
 
+def reader_fps(reader: Any) -> float:
+    """Frame rate of a clip reader: the video's own, or :data:`DEFAULT_FPS` for frame folders and containers that
+    state none."""
+    return float(reader.fps) if isinstance(reader, VideoFileReader) and reader.fps > 0 else DEFAULT_FPS
+
+
 def read_video_frames(
     path: PathLike,
     *,
@@ -319,7 +326,7 @@ def read_video_frames(
         maedfer.data.faces.NoFaceError: ``detect_faces`` and no frame shows a face (the message names the file).
     """
     from .data.faces import FaceDetector, extract_face_clip, iter_clip_frames
-    from .data.readers import VideoFileReader, open_clip
+    from .data.readers import open_clip
 
     source = Path(path)
     if not source.exists():
@@ -327,7 +334,7 @@ def read_video_frames(
     reader = open_clip(source, backend=video_backend)  # type: ignore[arg-type]
     if len(reader) == 0:
         raise ClipReadError(source, "no frames")
-    fps = float(reader.fps) if isinstance(reader, VideoFileReader) and reader.fps > 0 else DEFAULT_FPS
+    fps = reader_fps(reader)
     if not detect_faces:
         frames = np.stack(list(iter_clip_frames(reader)))
         return VideoFrames(path=source, frames=frames, fps=fps)

@@ -339,12 +339,11 @@ def _output_names(loaded: InferenceModel, num_outputs: int) -> list[str]:
 def _frame_count_and_fps(path: Path) -> tuple[int, float]:
     """Frame count and rate of a video without decoding it (for audio-only models)."""
     from .data.readers import VideoFileReader, open_clip
-    from .inference import DEFAULT_FPS
+    from .inference import reader_fps
 
     reader = open_clip(path)
     try:
-        fps = float(reader.fps) if isinstance(reader, VideoFileReader) and reader.fps > 0 else DEFAULT_FPS
-        return len(reader), fps
+        return len(reader), reader_fps(reader)
     finally:
         if isinstance(reader, VideoFileReader):
             reader.close()

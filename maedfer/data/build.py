@@ -73,13 +73,6 @@ class DataBundle:
     audio: bool
 
 
-def stored_keys(info_file: Path) -> set[str]:
-    """Names of the generation settings recorded in a synthetic world's ``info.json``."""
-    import json
-
-    return set(json.loads(info_file.read_text()).get("settings") or {})
-
-
 def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = None, *, is_main: bool = True) -> Path:
     """Generate the synthetic face world under ``root`` unless the one there was made with ``settings``.
 
@@ -87,6 +80,7 @@ def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = N
     settings count as the generator's defaults) is regenerated in place, so changing ``data.synthetic`` in a config
     never trains on a stale world. With empty ``settings`` any world already under ``root`` is used as it is.
     """
+    import inspect
     import json
 
     from .synthetic import make_synthetic_world, world_settings
@@ -99,16 +93,15 @@ def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = N
         return root
     if info_file.is_file():
         stored = json.loads(info_file.read_text()).get("settings")
-        import inspect
-
-        defaults = {
-            name: parameter.default
-            for name, parameter in inspect.signature(make_synthetic_world).parameters.items()
-            if name in stored_keys(info_file)
-        }
-        wanted = world_settings(**{**defaults, **settings})
-        if stored is not None and all(stored.get(key) == value for key, value in wanted.items()):
-            return root
+        if stored is not None:  # worlds from before settings were recorded are regenerated
+            defaults = {
+                name: parameter.default
+                for name, parameter in inspect.signature(make_synthetic_world).parameters.items()
+                if name in stored
+            }
+            wanted = world_settings(**{**defaults, **settings})
+            if all(stored.get(key) == value for key, value in wanted.items()):
+                return root
         overwrite = True
     if is_main:
         if overwrite:

@@ -25,6 +25,7 @@ from torch import nn
 
 import maedfer
 from maedfer.config import ExperimentConfig, config_to_dict, load_config
+from maedfer.data.build import pretraining_mask
 from maedfer.data.registry import dataset_info
 from maedfer.masking import build_mask_generator
 from maedfer.recipes import OFFICIAL_RECIPES
@@ -423,20 +424,23 @@ def test_recipe_accessors() -> None:
 
 
 # -------------------------------------------------------------------------------------------- demo configs
-def test_demo_pretraining_model_runs_with_its_tube_mask_and_motion_target() -> None:
+def test_demo_pretraining_model_runs_with_its_part_window_mask_and_motion_target() -> None:
     cfg = load_config(REPO / "pretrain" / "configs" / "demo.yaml")
     assert cfg.data.dataset == "synthetic" and cfg.train.task == "pretrain"
-    assert cfg.model.name == "videomae_pretrain_base_160" and cfg.train.frame_diff_group_size == 2
+    # MAE-DFER at demo size: an LGI-Former with its part-window mask and appearance + frame-difference target.
+    assert cfg.model.name == "mae_dfer_pretrain_base" and cfg.train.frame_diff_group_size == 2
     torch.manual_seed(0)
     model = maedfer.create_model(cfg.model.name, **cfg.model.kwargs)
     encoder = model.encoder
     patch, tubelet = encoder.patch_embed.patch_size, encoder.patch_embed.tubelet_size
     grid = (cfg.data.num_frames // tubelet, cfg.data.input_size // patch, cfg.data.input_size // patch)
     assert tuple(encoder.grid_size) == grid == (4, 4, 4)
-    assert cfg.data.mask_type == "tube"
-    generator = build_mask_generator(cfg.data.mask_type, grid, cfg.data.mask_ratio)
+    assert tuple(encoder.region_size) == (2, 2, 4)  # 4 regions of 16 tokens
+    kind, window = pretraining_mask(encoder, cfg.data.mask_type)
+    assert (kind, window) == ("part_window", (2, 4))
+    generator = build_mask_generator(kind, grid, cfg.data.mask_ratio, window=window)
     mask = generator.batch(2, torch.Generator().manual_seed(0))
-    assert generator.num_masked == 48  # 75 % of 64 tokens, whole tubes (12 of 16 spatial positions x 4)
+    assert generator.num_masked == 48  # 75 % of 64 tokens
     video = torch.randn(2, 3, cfg.data.num_frames, cfg.data.input_size, cfg.data.input_size)
     prediction = model(video, mask)
     assert prediction.shape == (2, generator.num_masked, 3 * tubelet * patch * patch)
@@ -472,6 +476,7 @@ def test_demo_finetuning_model_matches_the_demo_pretraining(name: str, tmp_path:
     torch.save({"model": pretrained.state_dict()}, file)
     model = maedfer.create_model(cfg.model.name, checkpoint=file, **cfg.model.kwargs)
     assert torch.equal(model.patch_embed.proj.weight, pretrained.encoder.patch_embed.proj.weight)
+    assert torch.equal(model.lg_region_tokens, pretrained.encoder.lg_region_tokens)  # the messengers too
     logits = model(torch.randn(2, 3, cfg.data.num_frames, cfg.data.input_size, cfg.data.input_size))
     assert logits.shape == (2, 7)
 

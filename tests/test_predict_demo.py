@@ -1,4 +1,4 @@
-"""Issue acceptance, end to end (slow: about 4 minutes on 2 cores): the README's demo pre-training and fine-tuning,
+"""Issue acceptance, end to end (slow: about 8 minutes on 2 cores): the README's demo pre-training and fine-tuning,
 then ``tools/predict.py`` on labelled synthetic mp4 clips writes CSV + PNG and most windows get the clip's label."""
 
 from __future__ import annotations

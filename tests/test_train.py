@@ -22,8 +22,9 @@ from maedfer.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A tiny LGI-Former (token grid (4, 4, 4), regions (2, 2, 4)) on a small synthetic world (the demo configs with the
-# MAE-DFER model and part-window mask instead of their ViT; data.synthetic={} keeps the test world as it is).
+# A tiny LGI-Former (token grid (4, 4, 4), regions (2, 2, 4)) on a small synthetic world: the demo configs, shrunk,
+# with the MAE-DFER model and part-window mask named here too so that these tests keep testing them if the demo
+# changes; data.synthetic={} keeps the test world as it is.
 TINY_MODEL = [
     "model.kwargs.img_size=32", "model.kwargs.patch_size=8", "model.kwargs.num_frames=8", "model.kwargs.embed_dim=32",
     "model.kwargs.depth=2", "model.kwargs.num_heads=2", "model.kwargs.region_size=[2,2,4]",

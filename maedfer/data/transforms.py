@@ -23,6 +23,7 @@ and ``(11, 1)`` collided).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,13 +191,26 @@ def to_normalized_tensor(
     _check_frames(frames)
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values, got {len(mean)} and {len(std)}")
-    # Elementwise float32 ops in channels-last order (fast, contiguous), then the (3, L, H, W) layout; every
-    # element goes through the same three IEEE operations as ((x / 255) - mean) / std, so the result is the same.
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).float()
-    mean_t = torch.tensor(list(mean), dtype=torch.float32)
-    std_t = torch.tensor(list(std), dtype=torch.float32)
-    clip.div_(255).sub_(mean_t).div_(std_t)
-    return clip.permute(3, 0, 1, 2).contiguous()
+    # A uint8 input has 256 possible values per channel: each output is looked up in a table computed with the
+    # same three float32 operations, ((x / 255) - mean) / std, so the result is bit-identical to computing it
+    # element by element, in one pass that also writes the (3, L, H, W) layout. Any strides work (flipped views).
+    table = _normalize_table(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    out = np.empty((3, *frames.shape[:3]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], frames[..., channel], out=out[channel])
+    return torch.from_numpy(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _normalize_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """``(3, 256)`` float32 table of ``((v / 255) - mean[c]) / std[c]``, computed in float32 by torch."""
+    values = torch.arange(256, dtype=torch.float32).unsqueeze(0).expand(3, 256).clone()
+    mean_t = torch.tensor(mean, dtype=torch.float32).unsqueeze(1)
+    std_t = torch.tensor(std, dtype=torch.float32).unsqueeze(1)
+    values.div_(255).sub_(mean_t).div_(std_t)
+    table = values.numpy()
+    table.setflags(write=False)
+    return table
 
 
 @dataclass(frozen=True, order=True)

@@ -89,10 +89,17 @@ class DataConfig:
             ``official_duplicate_crops``).
         official_duplicate_crops: Evaluate the duplicate spatial views like the official code (same predictions).
         file_ext: Frame file extension for frame folders (``png`` for MAFW).
-        video_backend: ``"auto"``, ``"decord"`` or ``"pyav"``.
+        video_backend: ``"auto"``, ``"decord"`` or ``"pyav"`` (``auto``: decord with a PyAV fallback under the
+            official pipeline, PyAV with skipped non-reference frames under the fast one; the same frames).
+        pipeline: ``"fast"`` (clip-wide uint8 augmentation, see ``maedfer.data.fast_pipeline``; the default) or
+            ``"official"`` (the official pixel pipeline, bit for bit). Evaluation items are the official ones in
+            both.
         batch_size: Clips per process per step.
         num_workers: DataLoader workers per process.
         pin_memory: Pin host memory (GPU).
+        prefetch_factor: Batches loaded in advance by each worker (with ``num_workers > 0``).
+        persistent_workers: Keep the workers between epochs; the sampler then hands every worker the epoch with
+            each index, so the augmentation draws stay those of ``(seed, epoch, index)``.
         mask_type: Video mask for pre-training (``"tube"`` or ``"part_window"``; ``None``: the model's default).
         mask_ratio: Video mask ratio.
         audio_mask_ratio: Audio mask ratio (HiCMAE).
@@ -130,9 +137,12 @@ class DataConfig:
     official_duplicate_crops: bool = False
     file_ext: str = "jpg"
     video_backend: str = "auto"
+    pipeline: str = "fast"
     batch_size: int = 32
     num_workers: int = 8
     pin_memory: bool = True
+    prefetch_factor: int = 2
+    persistent_workers: bool = False
     mask_type: str | None = None
     mask_ratio: float = 0.9
     audio_mask_ratio: float = 0.8
@@ -193,6 +203,9 @@ class TrainConfig:
         output_dir: Where checkpoints, logs, metrics and ``config.yaml`` go.
         backend: ``"auto"`` (DDP when several processes, else local), ``"local"``, ``"ddp"`` or ``"deepspeed"``.
         precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+        compile: ``torch.compile`` the model (in place, after moving it to the device and before DDP / DeepSpeed
+            wrap it; see :mod:`maedfer.compile`). The first steps are slow while it compiles; checkpoint keys are
+            unchanged. Not with ``backend: deepspeed`` on CPU.
         zero_stage: DeepSpeed ZeRO stage (0, 1 or 2).
         find_unused_parameters: DDP option; needed for the LGI 'region' head and SVFAP's official pre-training.
         ema_decay: Keep an exponential moving average of the weights (``None``: off).
@@ -219,6 +232,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     backend: str = "auto"
     precision: str = "auto"
+    compile: bool = False
     zero_stage: int = 0
     find_unused_parameters: bool = True
     ema_decay: float | None = None

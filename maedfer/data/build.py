@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..audio import FbankConfig
 from .augment import FinetuneTrainTransform, Mixup
+from .fast_pipeline import FastFinetuneTrainTransform, check_pipeline
 from .pretrain_datasets import MaskSpec, PretrainAudioConfig, PretrainClipDataset, collate_pretrain
 from .video_datasets import AudioConfig, VideoClipDataset, skip_bad_samples_collate
 
@@ -37,13 +38,18 @@ class ResumableDistributedSampler(DistributedSampler):
     """A :class:`DistributedSampler` (also used with one process) that can start an epoch after ``start_index``
     samples, so a run resumed from a mid-epoch checkpoint sees exactly the batches it had not seen yet."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, with_epoch: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.start_index = 0
+        #: Yield ``(epoch, index)`` pairs: persistent workers never see ``set_epoch`` of their dataset copy, so the
+        #: epoch travels with each index (the datasets accept both forms).
+        self.with_epoch = with_epoch
 
     def __iter__(self):
         indices = list(super().__iter__())
         start, self.start_index = self.start_index, 0
+        if self.with_epoch:
+            return iter([(self.epoch, index) for index in indices[start:]])
         return iter(indices[start:])
 
     def __len__(self) -> int:
@@ -128,7 +134,8 @@ def split_files(cfg_data: Any, task: str, audio: bool, root: Path | None) -> dic
 
 
 def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin_memory: bool, drop_last: bool,
-            collate) -> DataLoader:
+            collate, prefetch_factor: int = 2, persistent_workers: bool = False) -> DataLoader:
+    workers = num_workers > 0
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -139,8 +146,10 @@ def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin
         collate_fn=collate,
         # Its own generator: creating an iterator must not consume the global torch RNG (exact resume).
         generator=torch.Generator().manual_seed(0),
-        # Not persistent: workers get a fresh copy of the dataset each epoch, so set_epoch() reaches them.
-        persistent_workers=False,
+        prefetch_factor=prefetch_factor if workers else None,
+        # Persistent workers keep their dataset copy (and its epoch): the training sampler then sends
+        # (epoch, index) pairs, so the draws do not depend on it (see ResumableDistributedSampler.with_epoch).
+        persistent_workers=persistent_workers and workers,
     )
 
 
@@ -217,6 +226,9 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
         raise ValueError("data.train_file is not set (and data.dataset is not 'synthetic')")
     seed = train.seed
     num_classes = 0
+    pipeline = check_pipeline(data.pipeline)
+    loader_options = dict(num_workers=data.num_workers, pin_memory=data.pin_memory,
+                          prefetch_factor=data.prefetch_factor, persistent_workers=data.persistent_workers)
     if task == "pretrain":
         embed = model.encoder.patch_embed
         kind, window = pretraining_mask(model.encoder, data.mask_type)
@@ -241,13 +253,15 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
             rows, num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,
             mask=mask, audio=audio_cfg, fixed_crop=fixed_crop, num_samples=data.num_samples,
             backend=data.video_backend, seed=seed, frame_ext=data.file_ext, max_skip_fraction=data.max_skip_fraction,
+            pipeline=pipeline,
         )
         collate = collate_pretrain
         val_ds = test_ds = None
     else:
         dataset_task = "regression" if task == "regression" else "classification"
         audio_cfg = AudioConfig(fbank=audio_fbank_config(model), random_gain=data.audio_random_gain) if audio else None
-        transform = FinetuneTrainTransform(
+        transform_class = FastFinetuneTrainTransform if pipeline == "fast" else FinetuneTrainTransform
+        transform = transform_class(
             input_size=data.input_size, short_side_size=data.short_side_size,
             rand_augment="rand-m7-n4-mstd0.5-inc1" if data.rand_augment else None, reprob=data.reprob,
             scale=(float(data.crop_scale[0]), float(data.crop_scale[1])),
@@ -259,30 +273,29 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
             path_map=data.path_map or None, official_duplicate_crops=data.official_duplicate_crops,
             video_backend=data.video_backend, seed=seed, max_skip_fraction=data.max_skip_fraction,
         )
-        train_ds = VideoClipDataset(files["train"], "train", train_transform=transform, **common)
+        train_ds = VideoClipDataset(files["train"], "train", train_transform=transform, pipeline=pipeline, **common)
         if data.labels_per_class is not None:
             if dataset_task != "classification":
                 raise ValueError("data.labels_per_class only applies to classification fine-tuning")
             rows = first_rows_per_class(train_ds.rows, data.labels_per_class)
             logger.info("label-scarce fine-tuning: %d of %d training clips (%d per class)", len(rows),
                         len(train_ds.rows), data.labels_per_class)
-            train_ds = VideoClipDataset(rows, "train", train_transform=transform, **common)
+            train_ds = VideoClipDataset(rows, "train", train_transform=transform, pipeline=pipeline, **common)
         val_ds = VideoClipDataset(files["val"], "validation", **common) if files["val"] else None
         test_ds = VideoClipDataset(files["test"], "test", **common) if files["test"] else None
         collate = skip_bad_samples_collate
         if dataset_task == "classification":
             num_classes = int(getattr(model, "num_classes", 0))
     sampler = ResumableDistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                          drop_last=True)
-    train_loader = _loader(train_ds, data.batch_size, sampler=sampler, num_workers=data.num_workers,
-                           pin_memory=data.pin_memory, drop_last=True, collate=collate)
+                                          drop_last=True, with_epoch=data.persistent_workers and data.num_workers > 0)
+    train_loader = _loader(train_ds, data.batch_size, sampler=sampler, drop_last=True, collate=collate,
+                           **loader_options)
 
     def eval_loader(ds: Dataset | None) -> DataLoader | None:
         if ds is None:
             return None
         eval_sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
-        return _loader(ds, data.batch_size, sampler=eval_sampler, num_workers=data.num_workers,
-                       pin_memory=data.pin_memory, drop_last=False, collate=collate)
+        return _loader(ds, data.batch_size, sampler=eval_sampler, drop_last=False, collate=collate, **loader_options)
 
     return DataBundle(
         train_loader=train_loader,

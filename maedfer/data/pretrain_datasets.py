@@ -68,7 +68,8 @@ from ..targets import IMAGENET_MEAN, IMAGENET_STD
 from .annotations import AnnotationRow, read_annotations
 from .readers import ClipReadError, VideoFileReader, open_clip, read_audio
 from .transforms import to_normalized_tensor
-from .video_datasets import BAD_SAMPLE_ERRORS, SkipCounter, SkippedSample
+from .fast_pipeline import check_pipeline, resize_clip
+from .video_datasets import BAD_SAMPLE_ERRORS, SkipCounter, SkippedSample, split_epoch_index
 
 __all__ = [
     "OFFICIAL_SCALES",
@@ -314,12 +315,14 @@ class GroupMultiScaleCrop:
             offset_h = int(rng.integers(0, image_h - crop_h + 1))
         return CropBox(crop_w, crop_h, offset_w, offset_h)
 
-    def apply(self, frames: np.ndarray, box: CropBox) -> np.ndarray:
+    def apply(self, frames: np.ndarray, box: CropBox, *, fast: bool = False) -> np.ndarray:
         """Crop every frame and resize it with PIL bilinear to ``(out_h, out_w)``.
 
         Args:
             frames: ``(L, H, W, 3)`` uint8.
             box: The crop.
+            fast: Resize the whole clip at once with :func:`maedfer.data.fast_pipeline.resize_clip` (torch's
+                antialiased bilinear kernel, at most 1 level from PIL) instead of PIL frame by frame.
 
         Returns:
             ``(L, out_h, out_w, 3)`` uint8.
@@ -333,6 +336,8 @@ class GroupMultiScaleCrop:
         right, bottom = box.offset_w + box.crop_w, box.offset_h + box.crop_h
         if box.offset_w < 0 or box.offset_h < 0 or right > width or bottom > height:
             raise ValueError(f"crop {box} does not fit frames of {height}x{width}")
+        if fast:
+            return resize_clip(frames[:, box.offset_h : bottom, box.offset_w : right], self.out_h, self.out_w)
         out = np.empty((frames.shape[0], self.out_h, self.out_w, 3), dtype=np.uint8)
         for i, frame in enumerate(frames):
             img = Image.fromarray(np.ascontiguousarray(frame)).crop((box.offset_w, box.offset_h, right, bottom))
@@ -540,6 +545,9 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         frame_ext: Frame extension for frame-folder clips.
         max_skip_fraction: Largest tolerated fraction of unreadable items (process-local counter).
         skip_bad_samples: Return a skip record for unreadable items; ``False`` re-raises the error.
+        pipeline: ``"official"`` (PIL crop resize, decord first for ``backend="auto"``) or ``"fast"`` (clip-wide
+            torch resize; ``backend="auto"`` decodes with PyAV, skipping the non-reference frames it does not
+            need, which gives the same frames).
 
     Items are dicts with ``video`` ``(3, L, S, S)`` float32, ``mask`` ``(N,)`` bool (True = masked),
     ``index`` (int) and, with audio, ``audio`` ``(1, 256, 128)`` float32 and ``mask_audio`` ``(N_a,)`` bool.
@@ -565,8 +573,10 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         frame_ext: str = "jpg",
         max_skip_fraction: float = 0.01,
         skip_bad_samples: bool = True,
+        pipeline: Literal["fast", "official"] = "official",
     ) -> None:
         super().__init__()
+        self.pipeline = check_pipeline(pipeline)
         self.rows: list[AnnotationRow] = [
             row if isinstance(row, AnnotationRow) else AnnotationRow(path=os.fspath(row), label=None) for row in rows
         ]
@@ -593,6 +603,7 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.backend = backend
+        self.read_backend = "pyav" if backend == "auto" and self.pipeline == "fast" else backend
         self.seed = seed
         self.frame_ext = frame_ext.lstrip(".")
         self.epoch = 0
@@ -690,7 +701,7 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         row = self.rows[index]
         if draws is not None and len(draws) != self.num_samples:
             raise ValueError(f"expected {self.num_samples} draws (num_samples), got {len(draws)}")
-        reader = open_clip(row.path, ext=self.frame_ext, backend=self.backend)
+        reader = open_clip(row.path, ext=self.frame_ext, backend=self.read_backend)
         try:
             duration = len(reader)
             if draws is None:
@@ -714,7 +725,9 @@ class PretrainClipDataset(torch.utils.data.Dataset):
 
             videos, masks, audios, audio_masks, crops, windows = [], [], [], [], [], []
             for k, (ids, draw) in enumerate(zip(sample_ids, draws)):
-                cropped = self.crop.apply(frames_all[k * self.num_frames : (k + 1) * self.num_frames], draw.crop)
+                cropped = self.crop.apply(
+                    frames_all[k * self.num_frames : (k + 1) * self.num_frames], draw.crop, fast=self.pipeline == "fast"
+                )
                 crops.append(cropped)
                 videos.append(to_normalized_tensor(cropped))
                 masks.append(self._mask(draw.mask, self.mask_generator, torch_gen, "mask"))
@@ -789,8 +802,10 @@ class PretrainClipDataset(torch.utils.data.Dataset):
             gain = random_gain(rng) if self.audio.random_gain else 1.0
         return wav_to_fbank(waveform, self.audio.fbank, gain=gain), window
 
-    def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | SkippedSample:
         """Item ``index`` with its per-(seed, epoch, index) draws; unreadable samples are skipped.
+
+        ``index`` may be an ``(epoch, index)`` pair (sent by the samplers of persistent-worker loaders).
 
         Returns:
             The item dict, or a :class:`~maedfer.data.video_datasets.SkippedSample` naming the file.
@@ -798,9 +813,9 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         Raises:
             TooManySkippedSamples: If this process skipped more than ``max_skip_fraction`` of the items.
         """
-        index = int(index)
+        epoch, index = split_epoch_index(index, self.epoch)
         try:
-            return self.load(index)
+            return self.load(index, rng=np.random.default_rng((self.seed, epoch, index)))
         except BAD_SAMPLE_ERRORS as error:
             if not self.skip_bad_samples:
                 raise

@@ -59,6 +59,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from ..audio import FbankConfig, num_fbank_frames, random_gain, wav_to_fbank
 from .annotations import AnnotationRow, read_annotations
+from .fast_pipeline import check_pipeline, resize_clip
 from .readers import ClipReadError, open_clip, read_audio, read_wav
 from .sampling import (
     MIN_SEGMENT_SAMPLES,
@@ -95,6 +96,7 @@ __all__ = [
     "VideoClipDataset",
     "filter_skipped_batches",
     "skip_bad_samples_collate",
+    "split_epoch_index",
 ]
 
 logger = logging.getLogger(__name__)
@@ -299,6 +301,13 @@ class ClipPlan:
     gain: float | None = None
 
 
+def split_epoch_index(index: int | tuple[int, int], epoch: int) -> tuple[int, int]:
+    """``(epoch, index)`` of a dataset index that is an int (current ``epoch``) or an ``(epoch, index)`` pair."""
+    if isinstance(index, (tuple, list)):
+        return int(index[0]), int(index[1])
+    return int(epoch), int(index)
+
+
 def _label_tensor(label: int | float | tuple[float, ...] | None) -> Tensor:
     """Convert an annotation label: int -> int64 scalar, float -> float32 scalar, tuple -> float32 ``(K,)``.
 
@@ -355,6 +364,10 @@ class VideoClipDataset(Dataset):
         official_duplicate_crops: Keep the identical spatial test views of square frames (official length).
         keep_aspect_ratio: Resize the short side to ``short_side_size`` instead of the official square resize.
         video_backend: Backend for video files (``"auto"``, ``"decord"``, ``"pyav"``).
+        pipeline: ``"official"`` (PIL resize, the official pixels) or ``"fast"`` (training frames resized with
+            :func:`maedfer.data.fast_pipeline.resize_clip`; pair it with a
+            :class:`~maedfer.data.fast_pipeline.FastFinetuneTrainTransform`). Validation and test items are the
+            official ones either way.
         seed: Base seed of the per-item generators.
         max_skip_fraction: Largest tolerated fraction of unreadable items.
         skip_bad_samples: Return :class:`SkippedSample` for unreadable items (``False``: raise).
@@ -384,11 +397,13 @@ class VideoClipDataset(Dataset):
         official_duplicate_crops: bool = False,
         keep_aspect_ratio: bool = False,
         video_backend: Literal["auto", "decord", "pyav"] = "auto",
+        pipeline: Literal["fast", "official"] = "official",
         seed: int = 0,
         max_skip_fraction: float = 0.01,
         skip_bad_samples: bool = True,
     ) -> None:
         super().__init__()
+        self.pipeline = check_pipeline(pipeline)
         if mode not in ("train", "validation", "test"):
             raise ValueError(f"mode must be 'train', 'validation' or 'test', got {mode!r}")
         if task not in ("classification", "regression"):
@@ -522,11 +537,15 @@ class VideoClipDataset(Dataset):
 
     # ---------------------------------------------------------------------------------------------- loading
 
-    def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
-        """Load one item; an unreadable clip or waveform gives a :class:`SkippedSample` (see the module docstring)."""
-        index = int(index)
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | SkippedSample:
+        """Load one item; an unreadable clip or waveform gives a :class:`SkippedSample` (see the module docstring).
+
+        ``index`` may be an ``(epoch, index)`` pair (the samplers of persistent-worker loaders send these), which
+        seeds the item with that epoch instead of :attr:`epoch`.
+        """
+        epoch, index = split_epoch_index(index, self.epoch)
         try:
-            item, _ = self.load(index)
+            item, _ = self.load(index, rng=np.random.default_rng((self.seed, epoch, index)))
             return item
         except BAD_SAMPLE_ERRORS as error:
             if not self.skip_bad_samples:
@@ -588,6 +607,8 @@ class VideoClipDataset(Dataset):
                 close()
         if self.keep_aspect_ratio:
             resized = resize_frames_short_side(decoded, self.short_side_size)
+        elif self.pipeline == "fast" and self.mode == "train":
+            resized = resize_clip(decoded, self.short_side_size, self.short_side_size)
         else:
             resized = resize_frames_square(decoded, self.short_side_size)
         frames = resized[inverse.reshape(-1)]

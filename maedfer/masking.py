@@ -40,6 +40,7 @@ __all__ = [
     "check_mask",
     "is_part_window_mask",
     "is_tube_mask",
+    "visible_first_order",
 ]
 
 logger = logging.getLogger(__name__)
@@ -518,3 +519,15 @@ def is_part_window_mask(mask: torch.Tensor, grid: Sequence[int], window: Sequenc
         .flatten()
     )
     return bool((counts == counts[0]).all())
+
+
+def visible_first_order(mask: torch.Tensor) -> torch.Tensor:
+    """Token indices of each row, visible ones first: ``(B, N)`` bool mask -> ``(B, N)`` long.
+
+    Row ``b`` lists the raster indices of its visible tokens in raster order, then those of its masked tokens in
+    raster order (a stable sort of the mask). With ``N_visible`` visible tokens per row, ``order[:, :N_visible]``
+    equals ``(~mask).nonzero()[:, 1].reshape(B, -1)`` and ``order[:, N_visible:]`` equals
+    ``mask.nonzero()[:, 1].reshape(B, -1)``, but the output shape does not depend on the data, so ``torch.compile``
+    traces it without a graph break.
+    """
+    return torch.argsort(mask.to(torch.uint8), dim=1, stable=True)

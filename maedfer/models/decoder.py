@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..layers import Block, CrossSelfBlock, drop_path_rates
+from ..masking import visible_first_order
 
 __all__ = ["MAEDecoder", "decode_masked_tokens"]
 
@@ -116,10 +117,9 @@ def decode_masked_tokens(
     Returns:
         ``(B, N_masked, out_dim)`` predictions in raster order of the masked tokens.
     """
-    batch = mask.shape[0]
     x = encoder_to_decoder(tokens)
     pos_visible = pos_table[visible_positions].to(x.dtype)
-    masked = mask.nonzero()[:, 1].reshape(batch, -1)
+    masked = visible_first_order(mask)[:, visible_positions.shape[1] :]
     pos_masked = pos_table[masked].to(x.dtype)
     decoder_input = torch.cat((x + pos_visible, mask_token.to(x.dtype) + pos_masked), dim=1)
     projected_skips = None if skips is None else [encoder_to_decoder(s) + pos_visible for s in skips]

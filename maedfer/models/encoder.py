@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Block, TubeletEmbed, drop_path_rates, sinusoid_table_1d
+from ..compile import check_size
+from ..masking import visible_first_order
 
 __all__ = ["EncoderOutput", "TokenEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_weights_trunc_normal"]
 
@@ -310,13 +312,16 @@ class TokenEncoder(nn.Module):
             if mask.shape != (batch, num_tokens):
                 raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {(batch, num_tokens)}")
             visible = ~mask.to(torch.bool)
-            counts = visible.sum(1)
-            if bool((counts != counts[0]).any()):
-                raise ValueError(f"every sample must keep the same number of visible tokens, got {counts.tolist()}")
-            num_visible = int(counts[0])
-            x = x[visible].reshape(batch, num_visible, channels)
-            positions = torch.arange(num_tokens, device=x.device).expand(batch, num_tokens)[visible]
-            positions = positions.reshape(batch, num_visible)
+            if not torch.compiler.is_compiling():  # a data-dependent check: eager only
+                counts = visible.sum(1)
+                if bool((counts != counts[0]).any()):
+                    raise ValueError(f"every sample must keep the same number of visible tokens, got {counts.tolist()}")
+            # Under torch.compile this is an unbacked size (needs capture_scalar_outputs, see maedfer.compile).
+            num_visible = int(visible[0].sum())
+            check_size(num_visible > 0, "the mask hides every token")
+            check_size(num_visible <= num_tokens, "more visible tokens than tokens")  # (for the compiler)
+            positions = visible_first_order(mask)[:, :num_visible]
+            x = x.gather(1, positions[..., None].expand(-1, -1, channels))
         if return_layers == "all":
             return_layers = range(len(self.blocks))
         if return_layers is not None:

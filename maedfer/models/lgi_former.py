@@ -26,7 +26,9 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
+from ..compile import check_size
 from ..layers import Attention, DropPath, Mlp
 from .encoder import EncoderOutput, TokenEncoder, _check_divisible
 
@@ -248,18 +250,21 @@ class LGIFormer(TokenEncoder):
             raise ValueError("the LGI-Former does not return per-block outputs (return_layers)")
         batch, num_tokens, channels = x.shape
         regions = self.num_regions
-        if num_tokens == self.patch_embed.num_patches:
+        if guard_or_false(num_tokens == self.patch_embed.num_patches):  # False for an unbacked (masked) count
             order = self.full_grid_order.expand(batch, num_tokens)
         else:
             region_ids = self.region_of_position[positions]
-            counts = torch.zeros(batch, regions, dtype=torch.long, device=x.device)
-            counts.scatter_add_(1, region_ids, torch.ones_like(region_ids))
-            if bool((counts != num_tokens // regions).any()) or num_tokens % regions:
-                raise ValueError(
-                    "LGI-Former needs the same number of visible tokens in every region; got per-region counts "
-                    f"{counts.tolist()}. Use the part-window mask with window = region spatial size "
-                    f"{self.region_size[1:]} (maedfer.masking.PartWindowMaskGenerator)."
-                )
+            hint = (f"Use the part-window mask with window = region spatial size {self.region_size[1:]} "
+                    "(maedfer.masking.PartWindowMaskGenerator).")
+            if not torch.compiler.is_compiling():  # a data-dependent check: eager only
+                counts = torch.zeros(batch, regions, dtype=torch.long, device=x.device)
+                counts.scatter_add_(1, region_ids, torch.ones_like(region_ids))
+                if bool((counts != num_tokens // regions).any()):
+                    raise ValueError("LGI-Former needs the same number of visible tokens in every region; got "
+                                     f"per-region counts {counts.tolist()}. {hint}")
+            message = f"LGI-Former: {num_tokens} tokens do not fill {regions} regions equally. {hint}"
+            check_size(num_tokens % regions == 0, message)
+            check_size(num_tokens >= regions, message)
             order = self._grouping_order(region_ids, positions)
         per_region = num_tokens // regions
         x = x.gather(1, order[..., None].expand(-1, -1, channels)).reshape(batch, regions, per_region, channels)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..layers import sinusoid_table_1d
+from ..masking import visible_first_order
 from .decoder import MAEDecoder, decode_masked_tokens
 from .encoder import EncoderOutput, TokenEncoder
 
@@ -120,7 +121,7 @@ class MaskedVideoAutoencoder(nn.Module):
         """Raster index whose decoder position each visible encoder token gets, ``(B, N_visible)``."""
         if self.decoder_pos_order == "raster":
             return encoded.positions
-        return (~mask).nonzero()[:, 1].reshape(mask.shape[0], -1)
+        return visible_first_order(mask)[:, : encoded.positions.shape[1]]
 
     def forward_decoder(self, encoded: EncoderOutput, mask: torch.Tensor) -> torch.Tensor:
         """Predict the masked tokens from the encoder output.

@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..compile import check_size
 from ..layers import Block, CrossSelfBlock, Mlp
 from .encoder import EncoderOutput, TokenEncoder, _check_divisible
 
@@ -186,15 +187,17 @@ class TPSBT(TokenEncoder):
         """Tokens must cover every frame with the same spatial positions; returns tokens per frame P."""
         batch, length = positions.shape
         frames = self.grid_size[0]
-        if length % frames:
-            raise ValueError(f"TPSBT needs the same number of tokens in each of the {frames} frames, got {length} tokens")
+        message = f"TPSBT needs the same number of tokens in each of the {frames} frames, got {length} tokens"
+        check_size(length % frames == 0, message)
+        check_size(length >= frames, message)
         per_frame = length // frames
-        if length != self.patch_embed.num_patches:
+        if not torch.compiler.is_compiling() and length != self.patch_embed.num_patches:  # data-dependent: eager only
             spatial = positions.reshape(batch, frames, per_frame) % (self.grid_size[1] * self.grid_size[2])
             if bool((spatial != spatial[:, :1]).any()):
                 raise ValueError("TPSBT needs a tube mask (the same visible spatial positions in every frame)")
         if self.output == "multiscale" and self.upsample == "official":
-            _check_divisible("visible tokens per frame vs temporal_kernel_size (official upsample)", per_frame, self.temporal_kernel_size)
+            check_size(per_frame % self.temporal_kernel_size == 0, "visible tokens per frame vs temporal_kernel_size "
+                       f"(official upsample): {per_frame} is not divisible by {self.temporal_kernel_size}")
         return per_frame
 
     def encode_tokens(

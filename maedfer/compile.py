@@ -1,0 +1,71 @@
+"""``torch.compile`` for maedfer models: the dynamo settings they need and one entry point.
+
+Pre-training models keep only the visible tokens of a mask, so the number of tokens the encoder sees is read from the
+mask (``int(visible[0].sum())``). Under ``torch.compile`` that is an *unbacked* size, which dynamo traces without a
+graph break only with ``torch._dynamo.config.capture_scalar_outputs = True``; :func:`compile_model` sets it
+(:data:`DYNAMO_CONFIG`). The fine-tuning models need nothing special. Data-dependent validation (equal visible counts
+per sample, per LGI region, tube layout for TPSBT) runs in eager mode only; under compile the sizes are asserted with
+``torch._check`` instead.
+
+:func:`compile_model` compiles the module *in place* (``nn.Module.compile``): ``state_dict`` keys stay clean (no
+``_orig_mod.`` prefix) and DDP / DeepSpeed wrap it as any module. Checkpoints written from a ``torch.compile(model)``
+wrapper (``_orig_mod.`` keys) still load everywhere (:func:`maedfer.checkpoint.load_checkpoint` strips the prefix).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["DYNAMO_CONFIG", "compile_model", "check_size", "is_compiled"]
+
+logger = logging.getLogger(__name__)
+
+#: ``torch._dynamo.config`` values under which every maedfer model's forward has no graph break.
+DYNAMO_CONFIG: dict[str, Any] = {"capture_scalar_outputs": True}
+
+
+def compile_model(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
+    """Compile ``model`` in place with ``torch.compile`` and apply :data:`DYNAMO_CONFIG` (process-wide).
+
+    Compilation is lazy: it happens on the first call (and again on each new input shape / mode). Call this after
+    moving the model to its device and before wrapping it in DDP / DeepSpeed.
+
+    Args:
+        model: Any maedfer model (or other module).
+        **compile_kwargs: ``torch.compile`` arguments (``mode``, ``backend``, ``dynamic`` ...).
+
+    Returns:
+        ``model`` itself.
+    """
+    for key, value in DYNAMO_CONFIG.items():
+        if getattr(torch._dynamo.config, key) != value:
+            logger.info("torch.compile: setting torch._dynamo.config.%s = %r", key, value)
+            setattr(torch._dynamo.config, key, value)
+    model.compile(**compile_kwargs)
+    return model
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` was compiled in place (``nn.Module.compile``) or is a ``torch.compile`` wrapper."""
+    return getattr(model, "_compiled_call_impl", None) is not None or hasattr(model, "_orig_mod")
+
+
+def check_size(condition: Any, message: str) -> bool:
+    """A size check that holds under ``torch.compile`` too: ``torch._check`` there, ``ValueError`` in eager mode.
+
+    Args:
+        condition: A bool (eager) or a symbolic bool on sizes (compiling).
+        message: The error message.
+
+    Returns:
+        ``True`` (so that it can be used in expressions); raises otherwise.
+    """
+    if torch.compiler.is_compiling():
+        torch._check(condition)  # (a message closure over symbolic sizes would itself break the graph)
+    elif not condition:
+        raise ValueError(message)
+    return True

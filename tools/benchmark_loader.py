@@ -103,6 +103,27 @@ def _numpy_shims() -> None:
         sys.modules["pandas"] = stand_in
 
 
+def _torchaudio_load_stand_in(module: ModuleType) -> None:
+    """torchaudio >= 2.9 reads files only through torchcodec (which needs FFmpeg's shared libraries); when that fails,
+    the official code's ``torchaudio.load`` of a wav is replaced by maedfer's ``read_wav``, which returns the same
+    samples (int16 / 32768, float32)."""
+    audio = getattr(module, "torchaudio", None)
+    if audio is None:
+        return
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except (ImportError, RuntimeError, OSError):
+        from maedfer.data.readers import read_wav
+
+        logger.info("torchaudio.load cannot read files here (no torchcodec); the official code uses read_wav")
+
+        def load(path: str, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, int]:
+            samples, rate = read_wav(path)
+            return torch.from_numpy(samples), rate
+
+        audio.load = load
+
+
 def official_variants(root: Path, files: dict[str, Path]) -> dict[str, Callable[[int], Any]]:
     """``case -> item loader`` for the official dataset classes."""
     args = SimpleNamespace(
@@ -126,8 +147,9 @@ def official_variants(root: Path, files: dict[str, Path]) -> dict[str, Callable[
             "std": AUDIOSET_STATS[1], "noise": False}
     args.audio_conf = {"train": conf, "validation": conf, "test": conf}
     kinetics_av = import_official(root, "HiCMAE", "kinetics_av")
+    _torchaudio_load_stand_in(kinetics_av)
     out["cremad_av_train"] = kinetics_av.VideoClsDatasetFrame(files["av_train"], mode="train", num_crop=1, **common)
-    return {name: dataset.__getitem__ for name, dataset in out.items()}
+    return {name: _cycling(dataset) for name, dataset in out.items()}
 
 
 def maedfer_variants(files: dict[str, Path], pipeline: str) -> dict[str, Callable[[int], Any]]:
@@ -145,7 +167,12 @@ def maedfer_variants(files: dict[str, Path], pipeline: str) -> dict[str, Callabl
         "cremad_av_train": VideoClipDataset(files["av_train"], "train", train_transform=transform, audio=audio,
                                             **common),
     }
-    return {name: dataset.__getitem__ for name, dataset in datasets.items()}
+    return {name: _cycling(dataset) for name, dataset in datasets.items()}
+
+
+def _cycling(dataset: Any) -> Callable[[int], Any]:
+    """Item ``i % len(dataset)``."""
+    return lambda index: dataset[index % len(dataset)]
 
 
 def make_files(world: Path | None) -> dict[str, Path]:

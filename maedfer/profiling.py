@@ -389,6 +389,20 @@ def _geometry_overrides(name: str, frames: int | None, img: int | None, audio_le
 
 
 @contextlib.contextmanager
+def counting_official_work(model: nn.Module) -> Iterator[None]:
+    """Count what the official model computes: turn off maedfer's dead-branch skipping (``skip_unused`` of the
+    LGI-Former's 'region' head) for the duration, so MAC counts equal the papers' and fvcore's official figures."""
+    switched = [m for m in model.modules() if getattr(m, "skip_unused", False)]
+    for module in switched:
+        module.skip_unused = False
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.skip_unused = True
+
+
+@contextlib.contextmanager
 def _attention_mode(official_style: bool) -> Iterator[None]:
     if official_style:
         with use_fused_attention(False):
@@ -450,14 +464,15 @@ def profile_model(
     inputs = tuple(t.to(device) for t in example_inputs(model, batch))
     params = count_parameters(model)
     notes: list[str] = []
-    with torch.no_grad(), _attention_mode(official_style):
+    with torch.no_grad(), _attention_mode(official_style), counting_official_work(model):
         count = count_macs(lambda: model(*inputs))
     fv = None
     agree = None
     by_module: dict[str, float] = {}
     if use_fvcore:
         try:
-            fv = fvcore_macs(model, inputs)
+            with counting_official_work(model):
+                fv = fvcore_macs(model, inputs)
         except ImportError as err:
             notes.append(str(err))
         else:

@@ -11,10 +11,11 @@ names:
 Biases follow the official scheme: with ``qkv_bias=True`` there are learned ``q_bias`` and ``v_bias`` vectors, and the key
 projection never has a bias.
 
-The attention product itself runs through :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory
-efficient kernels on GPU). A manual path computes the softmax explicitly: it is used when fused attention is switched off
-(for FLOP counting with tools that cannot see SDPA, or to compare against the reference maths) and whenever attention maps
-are requested.
+The attention product runs either through :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory
+efficient kernels) or a manual ``softmax(q k^T) v``. By default (``"auto"``) the kernel is chosen per call: SDPA on
+GPUs; on CPUs SDPA only for large score matrices, because its CPU kernel loses to two batched matrix products and a
+softmax on small ones (LGI-Former regions, TPSBT windows, messenger and bottleneck tokens; measured up to 3x in bf16,
+forward and backward). The manual path is also what FLOP counters see and what attention-map pictures read.
 """
 
 from __future__ import annotations
@@ -28,28 +29,51 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Attention", "fused_attention_enabled", "set_fused_attention", "use_fused_attention"]
+__all__ = ["Attention", "FusedAttention", "fused_attention_enabled", "set_fused_attention", "use_fused_attention"]
 
-_FUSED_ATTENTION = os.environ.get("MAEDFER_FUSED_ATTN", "1") not in ("0", "false", "False")
+FusedAttention = bool | Literal["auto"]
+
+# Largest query x key count for which the manual path is taken on CPU under "auto": fp32 / half precision.
+CPU_MANUAL_MAX_SCORES = {torch.float32: 1 << 16, torch.bfloat16: 1 << 20, torch.float16: 1 << 20}
 
 
-def fused_attention_enabled() -> bool:
-    """Whether new and existing :class:`Attention` modules use SDPA (unless overridden per module)."""
+def _parse_setting(value: str) -> FusedAttention:
+    if value.lower() in ("0", "false", "manual"):
+        return False
+    if value.lower() in ("1", "true", "sdpa"):
+        return True
+    return "auto"
+
+
+_FUSED_ATTENTION: FusedAttention = _parse_setting(os.environ.get("MAEDFER_FUSED_ATTN", "auto"))
+
+
+def fused_attention_enabled() -> FusedAttention:
+    """The global attention-kernel setting: ``"auto"`` (default), ``True`` (always SDPA) or ``False`` (manual)."""
     return _FUSED_ATTENTION
 
 
-def set_fused_attention(enabled: bool) -> None:
-    """Globally switch between the fused SDPA path and the manual softmax path.
+def set_fused_attention(enabled: FusedAttention) -> None:
+    """Globally choose the attention kernel (also ``MAEDFER_FUSED_ATTN=auto|1|0``).
 
     Args:
-        enabled: ``True`` for :func:`F.scaled_dot_product_attention`, ``False`` for explicit ``softmax(q k^T) v``.
+        enabled: ``"auto"`` (per call: SDPA on GPU, shape-based on CPU), ``True`` (always
+            :func:`F.scaled_dot_product_attention`) or ``False`` (always the explicit ``softmax(q k^T) v``).
     """
     global _FUSED_ATTENTION
-    _FUSED_ATTENTION = bool(enabled)
+    _FUSED_ATTENTION = enabled if enabled == "auto" else bool(enabled)
+
+
+def choose_sdpa(query: torch.Tensor, key: torch.Tensor) -> bool:
+    """The ``"auto"`` rule: SDPA except on CPU for score matrices up to :data:`CPU_MANUAL_MAX_SCORES` entries."""
+    if query.device.type != "cpu":
+        return True
+    limit = CPU_MANUAL_MAX_SCORES.get(query.dtype, 1 << 16)
+    return query.shape[-2] * key.shape[-2] > limit
 
 
 @contextlib.contextmanager
-def use_fused_attention(enabled: bool) -> Iterator[None]:
+def use_fused_attention(enabled: FusedAttention) -> Iterator[None]:
     """Context manager form of :func:`set_fused_attention`; restores the previous setting on exit."""
     previous = _FUSED_ATTENTION
     set_fused_attention(enabled)
@@ -74,8 +98,8 @@ class Attention(nn.Module):
         layout: ``"fused"`` (``qkv.weight``) or ``"split"`` (``q.weight`` + ``kv.weight``).
 
     Attributes:
-        fused_attn: ``None`` follows the global switch (:func:`set_fused_attention`); ``True``/``False`` pins this
-            module to the SDPA or the manual path.
+        fused_attn: ``None`` follows the global switch (:func:`set_fused_attention`); ``"auto"``, ``True`` or ``False``
+            pins this module to that choice.
         keep_attention: When ``True`` the module always takes the manual path and stores the last attention weights,
             shape ``(B, heads, N_query, N_context)``, in :attr:`last_attention` (for visualisation).
     """
@@ -121,7 +145,7 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(inner, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.fused_attn: bool | None = None
+        self.fused_attn: FusedAttention | None = None
         self.keep_attention = False
         self.last_attention: torch.Tensor | None = None
 
@@ -170,6 +194,8 @@ class Attention(nn.Module):
         q, k, v = self.project_qkv(x, context)
         dropout = self.attn_drop if self.training else 0.0
         fused = _FUSED_ATTENTION if self.fused_attn is None else self.fused_attn
+        if fused == "auto":
+            fused = choose_sdpa(q, k)
         if fused and not self.keep_attention:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
         else:

@@ -272,6 +272,7 @@ class TokenEncoder(nn.Module):
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
         return_layers: Sequence[int] | None = None,
+        pooled_only: bool = False,
     ) -> EncoderOutput:
         """Run the blocks.
 
@@ -282,6 +283,7 @@ class TokenEncoder(nn.Module):
                 official pre-training which reads masked tokens use it (SVFAP's TPSBT); the others ignore it.
             return_layers: Indices of blocks whose outputs to return in ``EncoderOutput.layers`` (before the norm);
                 encoders that cannot provide them raise ``ValueError``.
+            pooled_only: Only :meth:`pool` will read the result: an encoder may skip work that feeds nothing else.
 
         Returns:
             :class:`EncoderOutput` before the final norm.
@@ -293,6 +295,7 @@ class TokenEncoder(nn.Module):
         video: torch.Tensor,
         mask: torch.Tensor | None = None,
         return_layers: Sequence[int] | Literal["all"] | None = None,
+        pooled_only: bool = False,
     ) -> EncoderOutput:
         """Encode a clip (or spectrogram), optionally keeping only visible tokens.
 
@@ -328,7 +331,7 @@ class TokenEncoder(nn.Module):
             return_layers = [int(i) for i in return_layers]
             if any(not 0 <= i < len(self.blocks) for i in return_layers):
                 raise ValueError(f"return_layers {return_layers} out of range for {len(self.blocks)} blocks")
-        out = self.encode_tokens(x, positions, all_tokens, return_layers)
+        out = self.encode_tokens(x, positions, all_tokens, return_layers, pooled_only)
         if out.layers is not None:
             raw_layers = out.layers
             out.layers = [self.norm(layer) for layer in raw_layers]
@@ -358,7 +361,7 @@ class TokenEncoder(nn.Module):
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pre-head clip features: ``(B, 3, T, H, W)`` -> ``(B, C)``."""
-        return self.pool(self.forward_encoder(video))
+        return self.pool(self.forward_encoder(video, pooled_only=True))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Head and its activation: ``(B, C)`` -> ``(B, K)``."""
@@ -391,6 +394,7 @@ class VideoViT(TokenEncoder):
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
         return_layers: Sequence[int] | None = None,
+        pooled_only: bool = False,
     ) -> EncoderOutput:
         """Joint attention over all given tokens; order and positions pass through unchanged."""
         wanted = set(return_layers or ())

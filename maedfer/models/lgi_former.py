@@ -114,16 +114,18 @@ class LGIBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
-    def forward(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_size: int, messengers_only: bool = False) -> torch.Tensor:
         """Run one block.
 
         Args:
             x: ``(B * M, 1 + R, C)``: per (clip, region) row, the messenger at slot 0 then the R local tokens; rows are
                 batch-major (row ``b * M + m``).
             batch_size: B.
+            messengers_only: Compute only what the messengers need: with a cross-attention stage 3 the local tokens'
+                stage 3 and MLP are skipped (the last block under the 'region' head, where nothing reads them).
 
         Returns:
-            ``(B * M, 1 + R, C)``.
+            ``(B * M, 1 + R, C)``, or ``(B * M, 1, C)`` (the messengers) with ``messengers_only``.
         """
         rows, length, channels = x.shape
         num_regions = rows // batch_size
@@ -139,6 +141,9 @@ class LGIBlock(nn.Module):
         if self.use_second:
             messengers = messengers + self.drop_path(self.second_attn(self.second_attn_norm0(messengers)))
         local = x[:, 1:]
+        if messengers_only and not (self.use_third and self.third_attn_type == "self"):
+            messengers = messengers.reshape(rows, 1, channels)
+            return messengers + self.drop_path(self.mlp(self.norm2(messengers)))
         # Stage 3: inject the global information back into the local tokens.
         if self.use_third:
             if self.third_attn_type == "cross":
@@ -150,7 +155,16 @@ class LGIBlock(nn.Module):
                 x = x + self.drop_path(self.third_attn(self.third_attn_norm0(x)))
                 messengers, local = x[:, :1], x[:, 1:]
         x = torch.cat((messengers.reshape(rows, 1, channels), local), dim=1)
+        if messengers_only:
+            return x[:, :1] + self.drop_path(self.mlp(self.norm2(x[:, :1])))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def stage3_parameters(self) -> list[nn.Parameter]:
+        """Parameters only the local tokens' stage 3 uses (empty when stage 3 shares the stage-1 attention)."""
+        if not self.use_third or self.third_attn is self.first_attn:
+            return []
+        modules = [self.third_attn_norm0, self.third_attn, getattr(self, "third_attn_norm1", None)]
+        return [p for module in modules if module is not None for p in module.parameters()]
 
 
 class LGIFormer(TokenEncoder):
@@ -164,6 +178,10 @@ class LGIFormer(TokenEncoder):
         classify_tokens: Tokens pooled for classification: ``"region"`` (the messengers; every released MAE-DFER
             model), ``"org"`` (the local tokens) or ``"all"``.
         first_attn, third_attn, share_attn, use_second, use_third: Block variants, see :class:`LGIBlock`.
+        skip_unused: With the ``"region"`` head, classification reads only the messengers, so the last block's local
+            stage 3 and local MLP feed nothing (about 4 % of the FLOPs): skip them in :meth:`forward` and freeze the
+            stage-3 parameters (which then get no gradient), so DDP needs no ``find_unused_parameters``. Outputs are
+            identical; ``False`` computes the dead branch as the official code does (same drop-path RNG use).
         **kwargs: :class:`~maedfer.models.encoder.TokenEncoder` arguments. Layer scale (``init_values``) is not
             supported by the LGI-Former (the official block raises on it).
     """
@@ -179,6 +197,7 @@ class LGIFormer(TokenEncoder):
         share_attn: SharedAttn = "none",
         use_second: bool = True,
         use_third: bool = True,
+        skip_unused: bool = True,
         **kwargs,
     ) -> None:
         kwargs.setdefault("num_heads", 8)
@@ -211,6 +230,10 @@ class LGIFormer(TokenEncoder):
             )
             for rate in self.drop_path_schedule(depth)
         )
+        self.skip_unused = skip_unused
+        if self.skips_last_local_stage and third_attn == "cross" and len(self.blocks):
+            for param in self.blocks[-1].stage3_parameters():
+                param.requires_grad_(False)
         # Region id of every raster position, and the grouping permutation for the full (unmasked) grid.
         t_idx, h_idx, w_idx = torch.meshgrid(*(torch.arange(g) for g in self.grid_size), indexing="ij")
         region_t, region_h, region_w = (idx // size for idx, size in zip((t_idx, h_idx, w_idx), region_size))
@@ -220,6 +243,11 @@ class LGIFormer(TokenEncoder):
         self.register_buffer("full_grid_order", self._grouping_order(region_of[None], torch.arange(region_of.numel())[None])[0], persistent=False)
         nn.init.trunc_normal_(self.lg_region_tokens, std=0.02, a=-2.0, b=2.0)
         self.init_weights()
+
+    @property
+    def skips_last_local_stage(self) -> bool:
+        """Whether pooled outputs skip the last block's local-token work (see ``skip_unused``)."""
+        return self.skip_unused and self.classify_tokens == "region" and self.global_pool != ""
 
     def no_weight_decay(self) -> set[str]:
         return super().no_weight_decay() | {"lg_region_tokens"}
@@ -235,12 +263,15 @@ class LGIFormer(TokenEncoder):
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
         return_layers: Sequence[int] | None = None,
+        pooled_only: bool = False,
     ) -> EncoderOutput:
         """Group tokens into regions, add messengers, run the LGI blocks.
 
         Args:
             x: ``(B, N, C)`` tokens in raster order (``N`` = all tokens, or the visible ones).
             positions: ``(B, N)`` raster indices.
+            pooled_only: Only :meth:`pool` will read the result; with :attr:`skips_last_local_stage` the local tokens
+                are then not finished and come back empty, ``(B, 0, C)``.
 
         Returns:
             :class:`EncoderOutput` whose ``tokens`` are the local tokens region-major ``(B, N, C)`` with matching
@@ -250,7 +281,8 @@ class LGIFormer(TokenEncoder):
             raise ValueError("the LGI-Former does not return per-block outputs (return_layers)")
         batch, num_tokens, channels = x.shape
         regions = self.num_regions
-        if guard_or_false(num_tokens == self.patch_embed.num_patches):  # False for an unbacked (masked) count
+        full = num_tokens == self.patch_embed.num_patches  # a tensor under torch.jit.trace (fvcore counts)
+        if bool(full) if torch.jit.is_tracing() else guard_or_false(full):  # False for an unbacked (masked) count
             order = self.full_grid_order.expand(batch, num_tokens)
         else:
             region_ids = self.region_of_position[positions]
@@ -271,8 +303,13 @@ class LGIFormer(TokenEncoder):
         positions = positions.gather(1, order)
         messengers = self.lg_region_tokens.to(x.dtype)[None, :, None, :].expand(batch, -1, -1, -1)
         x = torch.cat((messengers, x), dim=2).reshape(batch * regions, 1 + per_region, channels)
-        for block in self.blocks:
+        last = len(self.blocks) - 1 if pooled_only and self.skips_last_local_stage else len(self.blocks)
+        for block in self.blocks[:last]:
             x = self.run_block(block, x, batch)
+        if last < len(self.blocks):
+            messengers = self.run_block(self.blocks[last], x, batch, True).reshape(batch, regions, channels)
+            return EncoderOutput(tokens=x.new_zeros(batch, 0, channels), positions=positions[:, :0],
+                                 summary_tokens=messengers)
         x = x.reshape(batch, regions, 1 + per_region, channels)
         return EncoderOutput(
             tokens=x[:, :, 1:].reshape(batch, num_tokens, channels),

@@ -159,6 +159,12 @@ class TPSBT(TokenEncoder):
             )
         self.move_head_last()
         self.init_weights()
+        if pretrain_context == "official" and self.global_pool == "":
+            # The official pre-training never reads the bottleneck branch: freeze it (it gets no gradient), so DDP
+            # needs no find_unused_parameters and AdamW skips it, as it does in the official runs.
+            for stage in range(1, len(stage_depths)):
+                for module in [self.spatial_downsamples[stage - 1], *self._stage_blocks(stage)[:-1]]:
+                    module.requires_grad_(False)
 
     def _stage_blocks(self, stage: int) -> list[nn.Module]:
         start = sum(self.stage_depths[:stage])
@@ -206,6 +212,7 @@ class TPSBT(TokenEncoder):
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
         return_layers: Sequence[int] | None = None,
+        pooled_only: bool = False,
     ) -> EncoderOutput:
         """Run the stages.
 

@@ -243,6 +243,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
                 replacements = (("/videos/", "/audio/"), (".mp4", ".wav"))
             audio_cfg = PretrainAudioConfig(
                 mask_ratio=data.audio_mask_ratio, fbank=audio_fbank_config(model),
+                mask_grid=tuple(model.encoder_audio.grid_size),  # the model's audio token grid, not the default
                 **({"path_replacements": replacements} if replacements else {}),
             )
         fixed_crop = tuple(tuple(pair) for pair in data.fixed_crop) if data.fixed_crop else None

@@ -205,7 +205,9 @@ class TrainConfig:
         precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"``, ``"fp16"`` or ``"fp32"``.
         compile: ``torch.compile`` the model (in place, after moving it to the device and before DDP / DeepSpeed
             wrap it; see :mod:`maedfer.compile`). The first steps are slow while it compiles; checkpoint keys are
-            unchanged. Not with ``backend: deepspeed`` on CPU.
+            unchanged. Works with every backend (DeepSpeed runs the compiled module).
+        compile_options: ``torch.compile`` arguments with ``compile`` (``{mode: max-autotune}``,
+            ``{backend: aot_eager}`` ...).
         zero_stage: DeepSpeed ZeRO stage (0, 1 or 2).
         find_unused_parameters: DDP option; needed for the LGI 'region' head and SVFAP's official pre-training.
         ema_decay: Keep an exponential moving average of the weights (``None``: off).
@@ -233,6 +235,7 @@ class TrainConfig:
     backend: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    compile_options: dict[str, Any] = field(default_factory=dict)
     zero_stage: int = 0
     find_unused_parameters: bool = True
     ema_decay: float | None = None

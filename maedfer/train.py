@@ -254,6 +254,7 @@ def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------------ run
 def run(cfg: ExperimentConfig) -> dict[str, Any]:
     """Train (and evaluate) one configuration; returns the final metrics (rank 0) and the output paths."""
+    from .compile import compile_model
     from .data.build import build_data, build_mixup
     from .data.registry import dataset_label_names
     from .data.video_datasets import SkipCounter
@@ -306,6 +307,10 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         options["find_unused_parameters"] = cfg.train.find_unused_parameters
     if resolved == "deepspeed":
         options.update(zero_stage=cfg.train.zero_stage, micro_batch_size=cfg.data.batch_size)
+    if cfg.train.compile:
+        # In place, on the device, before DDP / DeepSpeed wrap it: state_dict keys stay clean.
+        compile_model(model, **cfg.train.compile_options)
+        logger.info("torch.compile: the model is compiled on its first steps (slow), then runs compiled")
     backend = build_backend(backend_name, env, **options)
     backend.setup(
         model,

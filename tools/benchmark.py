@@ -1,30 +1,45 @@
 #!/usr/bin/env python
-"""Forward-pass latency of registered models, fused (SDPA) vs manual attention, in one process.
+"""Forward-pass latency of registered models, fused (SDPA) vs manual attention, eager vs torch.compile, in one process.
 
 Examples:
     python tools/benchmark.py                                   # the paper models, CPU, 2 threads
     python tools/benchmark.py --models mae_dfer_base --batch 8 --device cuda --precision bf16
     python tools/benchmark.py --attention both --json bench.json
+    python tools/benchmark.py --attention fused --compile --train   # eager vs compiled, forward and training step
 
 Timing: ``--warmup`` untimed calls, then ``--repeats`` timed calls under ``torch.inference_mode()``; the median and
 the minimum are reported (CUDA calls are synchronised). The machine, threads and versions are printed with the table.
+``--compile`` adds a row per model and attention mode with the model compiled (``maedfer.compile.compile_model``);
+the compile happens in its first warm-up call, whose time is reported as ``compile s``. ``--train`` also times a
+training step (forward, squared-output loss, backward, AdamW; ``maedfer.profiling.measure_training_step``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import statistics
+import os
 import sys
-import time
-from contextlib import nullcontext
 
-import torch
+# torch.compile imports cProfile -> profile: keep this folder (and its profile.py) off sys.path.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
-import maedfer
-from maedfer.layers import use_fused_attention
-from maedfer.models import example_inputs
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+import maedfer  # noqa: E402
+from maedfer.compile import compile_model  # noqa: E402
+from maedfer.engine.backends import autocast_context, resolve_precision  # noqa: E402
+from maedfer.layers import use_fused_attention  # noqa: E402
+from maedfer.models import example_inputs  # noqa: E402
+from maedfer.profiling import measure_training_step  # noqa: E402
+
+
+_FIRST_CALL: list[float] = []  # time of the first call of each _time_forward (the compile, for compiled models)
 
 
 def _time_forward(model: torch.nn.Module, inputs: tuple, warmup: int, repeats: int, autocast) -> list[float]:
@@ -36,6 +51,8 @@ def _time_forward(model: torch.nn.Module, inputs: tuple, warmup: int, repeats: i
             start = time.perf_counter()
             model(*inputs)
             sync()
+            if index == 0:
+                _FIRST_CALL.append(time.perf_counter() - start)
             if index >= warmup:
                 times.append(time.perf_counter() - start)
     return times
@@ -62,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="fp32",
+                        help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--compile", action="store_true", help="also time each model under torch.compile")
+    parser.add_argument("--train", action="store_true", help="also time a training step")
     parser.add_argument("--attention", choices=("fused", "manual", "both"), default="both")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
@@ -71,35 +91,48 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    precision = resolve_precision(args.precision, device)
     modes = ("fused", "manual") if args.attention == "both" else (args.attention,)
     machine = machine_description(device)
-    print(f"# {machine}; batch {args.batch}; {args.precision}; median of {args.repeats} after {args.warmup} warm-up")
-    print(f"{'model':<28} {'params':>12} {'attention':>9} {'median s':>9} {'min s':>8} {'clips/s':>8}")
+    print(f"# {machine}; batch {args.batch}; {precision}; median of {args.repeats} after {args.warmup} warm-up")
+    print(f"{'model':<28} {'params':>12} {'attention':>9} {'compiled':>8} {'median s':>9} {'min s':>8} "
+          f"{'clips/s':>8} {'compile s':>9} {'train s':>8}")
     rows = []
     for name in args.models:
-        torch.manual_seed(0)
-        model = maedfer.create_model(name).to(device).eval()
-        inputs = tuple(t.to(device) for t in example_inputs(model, args.batch))
-        params = sum(p.numel() for p in model.parameters())
-        autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-        for mode in modes:
-            with use_fused_attention(mode == "fused"):
-                times = _time_forward(model, inputs, args.warmup, args.repeats, autocast)
-            median = statistics.median(times)
-            row = {
-                "model": name,
-                "params": params,
-                "attention": mode,
-                "batch": args.batch,
-                "precision": args.precision,
-                "device": str(device),
-                "median_s": median,
-                "min_s": min(times),
-                "clips_per_s": args.batch / median,
-            }
-            rows.append(row)
-            print(f"{name:<28} {params:>12,} {mode:>9} {median:>9.3f} {min(times):>8.3f} {row['clips_per_s']:>8.2f}")
+        for compiled in (False, True) if args.compile else (False,):
+            torch.manual_seed(0)
+            model = maedfer.create_model(name).to(device).eval()
+            inputs = tuple(t.to(device) for t in example_inputs(model, args.batch))
+            params = sum(p.numel() for p in model.parameters())
+            if compiled:
+                torch._dynamo.reset()
+                compile_model(model)
+            for mode in modes:
+                with use_fused_attention(mode == "fused"):
+                    times = _time_forward(model, inputs, args.warmup, args.repeats, autocast_context(device, precision))
+                    train = None
+                    if args.train:
+                        train = measure_training_step(model, inputs, precision=precision, warmup=args.warmup,
+                                                      repeats=args.repeats)["step_ms"] / 1e3
+                median = statistics.median(times)
+                row = {
+                    "model": name,
+                    "params": params,
+                    "attention": mode,
+                    "compiled": compiled,
+                    "batch": args.batch,
+                    "precision": precision,
+                    "device": str(device),
+                    "median_s": median,
+                    "min_s": min(times),
+                    "clips_per_s": args.batch / median,
+                    "first_call_s": times[0] if args.warmup == 0 else _FIRST_CALL[-1],
+                    "train_step_s": train,
+                }
+                rows.append(row)
+                print(f"{name:<28} {params:>12,} {mode:>9} {str(compiled):>8} {median:>9.3f} {min(times):>8.3f} "
+                      f"{row['clips_per_s']:>8.2f} {row['first_call_s']:>9.1f} "
+                      f"{'-' if train is None else format(train, '.3f'):>8}", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"machine": machine, "results": rows}, handle, indent=2)

@@ -72,6 +72,33 @@ def test_split_layout_cross_attention_matches_reference() -> None:
     assert fused.shape == (3, 5, 16)
 
 
+def test_auto_kernel_choice_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'auto' takes the manual path for small CPU score matrices, SDPA for large ones, and both agree."""
+    from maedfer.layers import attention as module
+
+    def q_k(batch: int, heads: int, n: int, m: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.empty(batch, heads, n, 8, dtype=dtype), torch.empty(batch, heads, m, 8, dtype=dtype)
+
+    assert not module.choose_sdpa(*q_k(8, 8, 101, 101, torch.float32))  # LGI-Former region
+    assert module.choose_sdpa(*q_k(1, 12, 1568, 1568, torch.float32))  # ViT-B on a whole clip
+    assert not module.choose_sdpa(*q_k(1, 12, 1568, 1568, torch.bfloat16))
+    assert module.choose_sdpa(*q_k(32, 12, 1568, 1568, torch.bfloat16))  # scores too large to store
+    calls = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(module.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real_sdpa(*a, **k))
+    attn = Attention(16, num_heads=2, qkv_bias=True).eval()
+    _randomise(attn, seed=4)
+    small, large = torch.randn(2, 10, 16), torch.randn(1, 300, 16)
+    for x, sdpa_expected in ((small, False), (large, True)):
+        calls.clear()
+        with use_fused_attention("auto"):
+            auto = attn(x)
+        assert bool(calls) is sdpa_expected
+        with use_fused_attention(not sdpa_expected):
+            other = attn(x)
+        torch.testing.assert_close(auto, other, atol=1e-5, rtol=1e-5)
+
+
 def test_key_bias_is_never_learned_and_state_dict_names() -> None:
     fused = Attention(8, num_heads=2, qkv_bias=True)
     split = Attention(8, num_heads=2, qkv_bias=True, layout="split")

@@ -33,8 +33,11 @@ __all__ = ["Attention", "FusedAttention", "fused_attention_enabled", "set_fused_
 
 FusedAttention = bool | Literal["auto"]
 
-# Largest query x key count for which the manual path is taken on CPU under "auto": fp32 / half precision.
-CPU_MANUAL_MAX_SCORES = {torch.float32: 1 << 16, torch.bfloat16: 1 << 20, torch.float16: 1 << 20}
+# "auto" on CPU takes the manual path up to these score-matrix sizes: per (batch, head) matrix in fp32, where SDPA's
+# CPU kernel wins from about 256 x 256 on; and for the whole (B, H, N, M) tensor in half precision, where the manual
+# path is as fast or faster at every size measured but stores the scores for backward (2^26 bf16 = 128 MiB a layer).
+CPU_MANUAL_MAX_SCORES_FP32 = 1 << 16
+CPU_MANUAL_MAX_SCORES_HALF = 1 << 26
 
 
 def _parse_setting(value: str) -> FusedAttention:
@@ -65,11 +68,14 @@ def set_fused_attention(enabled: FusedAttention) -> None:
 
 
 def choose_sdpa(query: torch.Tensor, key: torch.Tensor) -> bool:
-    """The ``"auto"`` rule: SDPA except on CPU for score matrices up to :data:`CPU_MANUAL_MAX_SCORES` entries."""
+    """The ``"auto"`` rule for ``query (B, H, N, hd)`` and ``key (B, H, M, hd)``: SDPA on GPUs; on CPUs only above
+    :data:`CPU_MANUAL_MAX_SCORES_FP32` scores per head (fp32) or :data:`CPU_MANUAL_MAX_SCORES_HALF` in all (bf16/fp16)."""
     if query.device.type != "cpu":
         return True
-    limit = CPU_MANUAL_MAX_SCORES.get(query.dtype, 1 << 16)
-    return query.shape[-2] * key.shape[-2] > limit
+    scores = query.shape[-2] * key.shape[-2]
+    if query.dtype == torch.float32:
+        return scores > CPU_MANUAL_MAX_SCORES_FP32
+    return scores * query.shape[0] * query.shape[1] > CPU_MANUAL_MAX_SCORES_HALF
 
 
 @contextlib.contextmanager

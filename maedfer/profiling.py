@@ -429,6 +429,7 @@ def profile_model(
     warmup: int = 2,
     repeats: int = 5,
     overrides: dict[str, Any] | None = None,
+    compile: bool = False,
 ) -> ProfileReport:
     """Profile a registered model.
 
@@ -448,6 +449,7 @@ def profile_model(
         use_fvcore: Cross-check the count with fvcore when it is installed.
         warmup, repeats: Timing iterations.
         overrides: Extra constructor arguments.
+        compile: Time the model under ``torch.compile`` (:func:`maedfer.compile.compile_model`; counts are eager).
     """
     from .models import example_inputs
     from .registry import create_model, model_entry
@@ -458,6 +460,7 @@ def profile_model(
     if official_style:
         precision = "fp32"
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     kwargs = {**_geometry_overrides(name, frames, img, audio_len), **(overrides or {})}
     torch.manual_seed(0)
     model = create_model(name, **kwargs).to(device).eval()
@@ -502,6 +505,11 @@ def profile_model(
         notes=notes,
     )
     if measure_speed:
+        if compile:
+            from .compile import compile_model
+
+            compile_model(model)
+            notes.append("timed under torch.compile (the compile itself is in the warm-up)")
         with _attention_mode(official_style):
             report.inference = measure_inference(model, inputs, precision=precision, warmup=warmup, repeats=repeats)
             if train_step:

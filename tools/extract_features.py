@@ -27,13 +27,23 @@ or the arguments / checkpoint are bad.
 
 from __future__ import annotations
 
-import argparse
-import logging
+import os
 import sys
-from pathlib import Path
 
-from maedfer.features import FEATURE_LEVELS, OUTPUT_FORMATS, extract_features_to_folder, read_video_list
-from maedfer.inference import INPUT_ERRORS, error_message, load_inference_model
+# torch.compile imports cProfile -> profile: keep this folder (and its profile.py) off sys.path.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from maedfer.compile import compile_blocks  # noqa: E402
+from maedfer.engine.backends import autocast_context, resolve_precision  # noqa: E402
+from maedfer.features import FEATURE_LEVELS, OUTPUT_FORMATS, extract_features_to_folder, read_video_list  # noqa: E402
+from maedfer.inference import INPUT_ERRORS, error_message, load_inference_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face-backend", choices=("auto", "yunet", "haar"), default="auto", help="face detector")
     parser.add_argument("--video-backend", choices=("auto", "decord", "pyav"), default="auto", help="video decoder")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="fp32",
+                        help="autocast precision (auto: bf16 on CUDA, fp32 on CPU; features are saved as float32)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's transformer blocks")
     parser.add_argument("--no-resume", action="store_true", help="recompute videos whose outputs exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -70,12 +83,16 @@ def main(argv: list[str] | None = None) -> int:
             videos, audio_paths = list(args.videos), [None] * len(args.videos)
         loaded = load_inference_model(args.checkpoint, model_name=args.model, device=args.device)
         print(f"{len(videos)} videos, model {loaded.name} ({loaded.kind}), level {args.level} -> {args.out}")
-        summary = extract_features_to_folder(
-            loaded, videos, args.out, format=args.format, level=args.level, layers=args.layers,
-            num_clips=args.num_clips, detect_faces=not args.no_face_detect, audio_paths=audio_paths,
-            detector_backend=args.face_backend, video_backend=args.video_backend, resume=not args.no_resume,
-            progress=not args.no_progress,
-        )
+        if args.compile:
+            compile_blocks(loaded.model)
+        precision = resolve_precision(args.precision, torch.device(args.device))
+        with autocast_context(torch.device(args.device), precision):
+            summary = extract_features_to_folder(
+                loaded, videos, args.out, format=args.format, level=args.level, layers=args.layers,
+                num_clips=args.num_clips, detect_faces=not args.no_face_detect, audio_paths=audio_paths,
+                detector_backend=args.face_backend, video_backend=args.video_backend, resume=not args.no_resume,
+                progress=not args.no_progress,
+            )
     except INPUT_ERRORS as error:
         print(f"error: {error_message(error)}", file=sys.stderr)
         return 2

@@ -24,17 +24,24 @@ A video that cannot be read, shows no face, or has no audio track for an audio-v
 
 from __future__ import annotations
 
-import argparse
-import logging
+import os
 import sys
-from pathlib import Path
 
-import torch
+# torch.compile imports cProfile -> profile: keep this folder (and its profile.py) off sys.path.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
-from maedfer.data.faces import FaceDetector
-from maedfer.data.readers import ClipReadError
-from maedfer.inference import INPUT_ERRORS, NoAudioError, error_message, load_inference_model
-from maedfer.predict import OUTPUT_FORMATS, WindowedPrediction, predict_video, save_outputs
+import argparse  # noqa: E402
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from maedfer.compile import compile_model  # noqa: E402
+from maedfer.data.faces import FaceDetector  # noqa: E402
+from maedfer.data.readers import ClipReadError  # noqa: E402
+from maedfer.inference import INPUT_ERRORS, NoAudioError, error_message, load_inference_model  # noqa: E402
+from maedfer.predict import OUTPUT_FORMATS, WindowedPrediction, predict_video, save_outputs  # noqa: E402
 
 EXPECTED_ERRORS = (*INPUT_ERRORS, ImportError)  # a missing face-detection dependency says what to install
 
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (slow first batch; worth it for many or long videos)")
     parser.add_argument("--no-face-detect", action="store_true",
                         help="use the frames as they are (videos that are already face crops)")
     parser.add_argument("--detector", choices=("auto", "yunet", "haar"), default="auto", help="face detector")
@@ -104,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         loaded = load_inference_model(args.checkpoint, model_name=args.model, dataset=args.dataset, device=device)
+        if args.compile:
+            compile_model(loaded.model)
         detector = None if args.no_face_detect or loaded.modality == "audio" else FaceDetector(backend=args.detector)
     except EXPECTED_ERRORS as error:
         print(f"error: {args.checkpoint}: {one_line(error)}", file=sys.stderr)

@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio-len", type=int, default=None, help="fbank frames for HiCMAE (default 256)")
     parser.add_argument("--mode", choices=("finetune", "pretrain"), default=None)
     parser.add_argument("--views", type=int, default=1, help="test views per video (official protocol: 4)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="fp32",
+                        help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--compile", action="store_true", help="time the model under torch.compile")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--official-style", action="store_true", help="eager manual attention in fp32")
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             repeats=args.repeats,
             overrides=overrides,
+            compile=args.compile,
         )
         report.paper_config = label
         reports.append(report)

@@ -130,6 +130,15 @@ def test_bf16_error_over_tolerance_fails(tool: ModuleType, tmp_path: Path, monke
     assert compiled.status == "skipped" and "--skip-compile" in compiled.reason
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_without_cuda_a_cuda_run_skips_every_check_with_the_reason(tool: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    assert tool.main(["--device", "cuda", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [c["name"] for c in report["checks"]] == EXPECTED
+    assert all(c["status"] == "skipped" and "CUDA is not available" in c["reason"] for c in report["checks"])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_full_gpu_check(tmp_path: Path) -> None:

@@ -438,8 +438,20 @@ def check_train_step(system: str, backend: str, settings: Settings, reference_lo
 
 
 # ---------------------------------------------------------------------------------------------------- driver
+def check_names(sections: Sequence[str]) -> list[str]:
+    """The names of the checks of ``sections``, in report order."""
+    names = [f"model/{m}/{kind}" for m in PAPER_MODELS for kind in ("eager_bf16", "compiled_bf16")] * (
+        "models" in sections)
+    names += [f"profile/{label}" for label in PROFILE_MODELS] * ("profile" in sections)
+    names += [f"train/{s}/{b}" for b in TRAIN_BACKENDS for s in SYSTEMS] * ("train" in sections)
+    return names
+
+
 def run_checks(settings: Settings, sections: Sequence[str]) -> list[CheckResult]:
-    """Every check of the chosen sections, in report order."""
+    """Every check of the chosen sections, in report order (all skipped when the device is an absent GPU)."""
+    if settings.device.type == "cuda" and not torch.cuda.is_available():
+        reason = "CUDA is not available (python tools/gpu_check.py --device cpu --tiny runs the CPU version)"
+        return [CheckResult(name, "skipped", reason=reason) for name in check_names(sections)]
     results: list[CheckResult] = []
     if "models" in sections:
         for name in PAPER_MODELS:
@@ -472,7 +484,8 @@ def build_report(settings: Settings, results: list[CheckResult], seconds: float,
         "tool": "tools/gpu_check.py",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": list(argv),
-        "device": device_description(settings.device),
+        "device": (device_description(settings.device) if settings.device.type != "cuda" or torch.cuda.is_available()
+                   else "CUDA requested but not available"),
         "device_type": settings.device.type,
         "versions": _versions(),
         "settings": {"tiny": settings.tiny, "batch": settings.batch, "profile_batch": settings.profile_batch,
@@ -516,10 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
 
     device = torch.device(args.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            parser.error("--device cuda but CUDA is not available (use --device cpu --tiny)")
-        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+    if device.type == "cuda" and torch.cuda.is_available() and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     cuda = device.type == "cuda"
     systems = tuple(SYSTEMS)
     if args.skip_compile:

@@ -209,7 +209,9 @@ class TrainConfig:
         compile_options: ``torch.compile`` arguments with ``compile`` (``{mode: max-autotune}``,
             ``{backend: aot_eager}`` ...).
         zero_stage: DeepSpeed ZeRO stage (0, 1 or 2).
-        find_unused_parameters: DDP option; needed for the LGI 'region' head and SVFAP's official pre-training.
+        find_unused_parameters: DDP option for models with parameters that get no gradient. No maedfer model needs
+            it: the LGI 'region' head's dead last stage 3 and SVFAP's official-pre-training bottleneck are skipped and
+            frozen. Turn it on only for your own models with unused branches (it costs an extra graph traversal).
         ema_decay: Keep an exponential moving average of the weights (``None``: off).
         save_every_epochs: Checkpoint period in epochs (the last epoch is always saved).
         save_every_steps: Also checkpoint every N optimizer steps within an epoch (0: off).
@@ -237,7 +239,7 @@ class TrainConfig:
     compile: bool = False
     compile_options: dict[str, Any] = field(default_factory=dict)
     zero_stage: int = 0
-    find_unused_parameters: bool = True
+    find_unused_parameters: bool = False
     ema_decay: float | None = None
     save_every_epochs: int = 10
     save_every_steps: int = 0

@@ -392,6 +392,8 @@ def check_train_step(system: str, backend: str, settings: Settings, reference_lo
     overrides += ["train.backend=deepspeed", "train.zero_stage=2"] if on_deepspeed else ["train.backend=ddp"]
     compile_overrides, compile_note = _compile_overrides(system, backend, settings)
     overrides += compile_overrides
+    if compile_overrides:
+        torch._dynamo.reset()  # a fresh cache per compiled model (the blocks' code is shared between models)
     cfg = load_config(ROOT / config, overrides)
     cfg.model.kwargs.update(_model_kwargs(model_name, settings.tiny))
     cfg.data.synthetic = world_settings(settings.tiny)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DYNAMO_CONFIG", "compile_model", "compile_blocks", "check_size", "is_compiled"]
+__all__ = ["DYNAMO_CONFIG", "compile_model", "compile_blocks", "check_size", "is_compiled", "optimize_for_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,40 @@ def compile_model(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
             logger.info("torch.compile: setting torch._dynamo.config.%s = %r", key, value)
             setattr(torch._dynamo.config, key, value)
     model.compile(**compile_kwargs)
+    return model
+
+
+def optimize_for_inference(
+    model: nn.Module, precision: str = "fp32", *, compile: bool = False, blocks_only: bool = False
+) -> nn.Module:
+    """maedfer's fastest evaluation setting, in place: eval mode, half-precision weights, compiled with freezing.
+
+    * ``precision`` ``"bf16"`` / ``"fp16"``: the weights are cast once, so no call re-casts them (autocast casts every
+      Linear weight on every call); run the model under :func:`~maedfer.engine.backends.autocast_context` so inputs
+      are cast too, and read outputs with ``.float()``. LayerNorm statistics are still accumulated in fp32.
+    * ``compile``: ``torch.compile`` with inductor's ``freezing`` (weights become constants: folded casts and
+      pre-packed matrix layouts; measured 1.26x over eager bf16 for the LGI-Former on 2 CPU threads). The first call
+      compiles (about a minute for a full-size model on 2 CPU cores).
+    * ``blocks_only``: compile the transformer blocks instead of ``model.__call__`` (for code that calls model
+      methods, e.g. feature extraction).
+
+    Args:
+        model: Any maedfer model, already on its device.
+        precision: A resolved precision (``"fp32"``, ``"bf16"`` or ``"fp16"``).
+
+    Returns:
+        ``model`` itself.
+    """
+    model.eval()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is not None:
+        model.to(dtype)
+    if compile:
+        options = {"options": {"freezing": True}}
+        if blocks_only:
+            compile_blocks(model, **options)
+        else:
+            compile_model(model, **options)
     return model
 
 

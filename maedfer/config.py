@@ -50,7 +50,9 @@ class ModelConfig:
 
     Attributes:
         name: Registered model name (``maedfer.list_models(include_official=True)``).
-        kwargs: Constructor overrides passed to :func:`maedfer.create_model`.
+        kwargs: Constructor overrides passed to :func:`maedfer.create_model`: the arguments the registered model
+            accepts (flat block settings such as ``drop_path_rate``, official names for official entries). A key the
+            model does not accept is a :class:`ConfigError` naming it.
         checkpoint: Weights to start from (e.g. a pre-training checkpoint for fine-tuning); official ``.pth`` files,
             maedfer checkpoints and safetensors are accepted.
         width_from_checkpoint: Take the encoder width from ``checkpoint`` (SVFAP's 768-wide registration).
@@ -65,6 +67,14 @@ class ModelConfig:
     width_from_checkpoint: bool = False
     grad_checkpointing: bool = False
     official_behaviour: bool = False
+
+    def __post_init__(self) -> None:
+        from .models.official import check_model_kwargs  # (lazy: the model zoo imports torch)
+
+        try:
+            check_model_kwargs(self.name, self.kwargs)
+        except TypeError as err:
+            raise ConfigError(f"model.kwargs: {err}") from None
 
 
 @dataclass

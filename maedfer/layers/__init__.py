@@ -6,12 +6,15 @@ from .drop import DropPath, drop_path, drop_path_rates, layer_scale_parameter
 from .mlp import Mlp
 from .patch_embed import SpectrogramEmbed, TubeletEmbed
 from .pos_embed import sinusoid_table_1d
+from .settings import FLAT_BLOCK_NAMES, BlockSettings
 
 __all__ = [
     "Attention",
     "Block",
+    "BlockSettings",
     "CrossSelfBlock",
     "DropPath",
+    "FLAT_BLOCK_NAMES",
     "Mlp",
     "SpectrogramEmbed",
     "TubeletEmbed",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from .attention import Attention
 from .drop import DropPath, layer_scale_parameter
 from .mlp import Mlp
+from .settings import BlockSettings
 
-__all__ = ["Block", "CrossSelfBlock", "residual"]
+__all__ = ["Block", "BlockSettings", "CrossSelfBlock", "residual"]
 
 
 def residual(x: torch.Tensor, branch: torch.Tensor, gamma: torch.Tensor | None, drop: nn.Module) -> torch.Tensor:
@@ -26,40 +29,28 @@ class Block(nn.Module):
     Args:
         dim: Token width C.
         num_heads: Attention heads.
-        mlp_ratio: Hidden width of the MLP relative to C.
-        qkv_bias: Learned q/v biases.
-        qk_scale: Attention logit scale (default ``head_dim ** -0.5``).
-        drop: Dropout after the attention and MLP projections.
-        attn_drop: Dropout on attention weights.
-        drop_path: Stochastic-depth rate of this block.
-        init_values: Layer-scale initial value (``None``/0 disables it).
-        norm_eps: LayerNorm epsilon (1e-6 in every released model).
+        settings: Block settings; ``drop_path`` is this block's stochastic-depth rate.
+        **changes: :class:`BlockSettings` fields replacing those of ``settings`` (e.g. ``init_values=0.1``).
     """
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
-        *,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        init_values: float | None = None,
-        norm_eps: float = 1e-6,
+        settings: BlockSettings = BlockSettings(),
+        **changes: Any,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        s = settings.replace(**changes) if changes else settings
+        self.norm1 = nn.LayerNorm(dim, eps=s.norm_eps)
         self.attn = Attention(
-            dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop, proj_drop=drop
+            dim, num_heads=num_heads, qkv_bias=s.qkv_bias, qk_scale=s.qk_scale, attn_drop=s.attn_drop, proj_drop=s.drop
         )
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-        self.gamma_1 = layer_scale_parameter(dim, init_values)
-        self.gamma_2 = layer_scale_parameter(dim, init_values)
+        self.drop_path = DropPath(s.drop_path) if s.drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=s.norm_eps)
+        self.mlp = Mlp(dim, int(dim * s.mlp_ratio), drop=s.drop)
+        self.gamma_1 = layer_scale_parameter(dim, s.init_values)
+        self.gamma_2 = layer_scale_parameter(dim, s.init_values)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, N, C)`` -> ``(B, N, C)``."""
@@ -77,48 +68,43 @@ class CrossSelfBlock(nn.Module):
         dim: Token width C.
         num_heads: Heads of both attentions.
         context_dim: Width of the context tokens (defaults to C).
-        mlp_ratio, qkv_bias, qk_scale, drop, attn_drop, drop_path, init_values, norm_eps: as in :class:`Block`.
+        settings, **changes: As in :class:`Block`.
     """
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
+        settings: BlockSettings = BlockSettings(),
         *,
         context_dim: int | None = None,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        init_values: float | None = None,
-        norm_eps: float = 1e-6,
+        **changes: Any,
     ) -> None:
         super().__init__()
+        s = settings.replace(**changes) if changes else settings
         context_dim = context_dim or dim
         self.cross_attn = Attention(
             dim,
             num_heads=num_heads,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            attn_drop=attn_drop,
-            proj_drop=drop,
+            qkv_bias=s.qkv_bias,
+            qk_scale=s.qk_scale,
+            attn_drop=s.attn_drop,
+            proj_drop=s.drop,
             context_dim=context_dim,
             layout="split",
         )
-        self.cross_norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.cross_norm2 = nn.LayerNorm(context_dim, eps=norm_eps)
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.cross_norm1 = nn.LayerNorm(dim, eps=s.norm_eps)
+        self.cross_norm2 = nn.LayerNorm(context_dim, eps=s.norm_eps)
+        self.norm1 = nn.LayerNorm(dim, eps=s.norm_eps)
         self.attn = Attention(
-            dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop, proj_drop=drop
+            dim, num_heads=num_heads, qkv_bias=s.qkv_bias, qk_scale=s.qk_scale, attn_drop=s.attn_drop, proj_drop=s.drop
         )
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-        self.gamma_0 = layer_scale_parameter(dim, init_values)
-        self.gamma_1 = layer_scale_parameter(dim, init_values)
-        self.gamma_2 = layer_scale_parameter(dim, init_values)
+        self.drop_path = DropPath(s.drop_path) if s.drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=s.norm_eps)
+        self.mlp = Mlp(dim, int(dim * s.mlp_ratio), drop=s.drop)
+        self.gamma_0 = layer_scale_parameter(dim, s.init_values)
+        self.gamma_1 = layer_scale_parameter(dim, s.init_values)
+        self.gamma_2 = layer_scale_parameter(dim, s.init_values)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Update ``x (B, N, C)`` from ``context (B, M, context_dim)``; returns ``(B, N, C)``."""

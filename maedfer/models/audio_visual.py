@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import CrossSelfBlock, SpectrogramEmbed, drop_path_rates, sinusoid_table_1d
+from ..layers import BlockSettings, CrossSelfBlock, SpectrogramEmbed, sinusoid_table_1d
 from .decoder import MAEDecoder, decode_masked_tokens
-from .encoder import HEAD_ACTIVATIONS, EncoderOutput, TokenEncoder, VideoViT, init_weights_trunc_normal
+from .encoder import HEAD_ACTIVATIONS, EncoderOutput, TokenEncoder, VideoViT, init_head
 from .mae import init_weights_xavier
 
 __all__ = [
@@ -76,8 +76,8 @@ class CrossModalFusion(nn.Module):
         embed_dim_audio: Audio token width.
         depth: Number of fusion layers.
         num_heads: Heads of every attention.
-        drop_path_rate: Final stochastic-depth rate (linear ramp over the layers).
-        mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, init_values, norm_eps: Block settings.
+        block: Block settings (:class:`~maedfer.layers.BlockSettings`); ``block.drop_path`` is the final
+            stochastic-depth rate (linear ramp over the layers).
     """
 
     def __init__(
@@ -87,34 +87,16 @@ class CrossModalFusion(nn.Module):
         embed_dim_audio: int = 512,
         depth: int = 2,
         num_heads: int = 8,
-        drop_path_rate: float = 0.0,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        init_values: float | None = None,
-        norm_eps: float = 1e-6,
+        block: BlockSettings = BlockSettings(),
     ) -> None:
         super().__init__()
-        settings = dict(
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            init_values=init_values,
-            norm_eps=norm_eps,
-        )
-        rates = drop_path_rates(drop_path_rate, depth)
-        self.blocks = nn.ModuleList(
-            CrossSelfBlock(embed_dim, num_heads, context_dim=embed_dim_audio, drop_path=r, **settings) for r in rates
-        )
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        stack = block.ramp(depth)
+        self.blocks = nn.ModuleList(CrossSelfBlock(embed_dim, num_heads, s, context_dim=embed_dim_audio) for s in stack)
+        self.norm = nn.LayerNorm(embed_dim, eps=block.norm_eps)
         self.blocks_audio = nn.ModuleList(
-            CrossSelfBlock(embed_dim_audio, num_heads, context_dim=embed_dim, drop_path=r, **settings) for r in rates
+            CrossSelfBlock(embed_dim_audio, num_heads, s, context_dim=embed_dim) for s in stack
         )
-        self.norm_audio = nn.LayerNorm(embed_dim_audio, eps=norm_eps)
+        self.norm_audio = nn.LayerNorm(embed_dim_audio, eps=block.norm_eps)
         self.apply(init_weights_xavier)
 
     def forward(self, video_tokens: torch.Tensor, audio_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,8 +153,7 @@ class AudioVisualMaskedAutoencoder(nn.Module):
         return_intermediate_features: Encoder blocks tapped for the contrastive loss and the skips (``(3, 6, 9)``);
             each decoder has ``len(taps) + 1`` blocks (the first plain, the others reading the taps deepest first).
         temperature: Contrastive temperature (0.07, fixed).
-        mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, init_values, norm_eps: Decoder block
-            settings.
+        block: Decoder block settings (:class:`~maedfer.layers.BlockSettings`).
     """
 
     def __init__(
@@ -187,14 +168,7 @@ class AudioVisualMaskedAutoencoder(nn.Module):
         decoder_num_heads_audio: int = 6,
         return_intermediate_features: Sequence[int] = (3, 6, 9),
         temperature: float = 0.07,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        init_values: float | None = None,
-        norm_eps: float = 1e-6,
+        block: BlockSettings = BlockSettings(),
     ) -> None:
         super().__init__()
         taps = tuple(int(i) for i in return_intermediate_features)
@@ -208,14 +182,7 @@ class AudioVisualMaskedAutoencoder(nn.Module):
         self.return_intermediate_features = taps
         self.temperature = temperature
         decoder_settings = dict(
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate,
-            init_values=init_values,
-            norm_eps=norm_eps,
+            block=block,
             depth=len(taps) + 1,
             num_skip_blocks=len(taps),
         )
@@ -329,7 +296,8 @@ class AudioVisualClassifier(nn.Module):
         head_activation: ``None``, ``"sigmoid"``, ``"relu"`` or ``"tanh"``.
         head_init: ``"trunc_normal"``: truncated normal (std 0.02) times ``init_scale`` as the video models;
             ``"pytorch"``: PyTorch's default Linear init, which is what the official HiCMAE head keeps.
-        init_scale: Head scale for ``head_init="trunc_normal"``.
+        init_scale: Head scale for ``head_init="trunc_normal"`` (0.001, the value the official scripts pass; the
+            official head never applies it, see ``"pytorch"``). :meth:`reset_classifier` uses the same initialisation.
         norm_eps: LayerNorm epsilon.
     """
 
@@ -379,11 +347,10 @@ class AudioVisualClassifier(nn.Module):
         self.fc_norm = nn.LayerNorm(self.num_features, eps=norm_eps)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.head_activation = HEAD_ACTIVATIONS[head_activation]()
-        if head_init == "trunc_normal" and isinstance(self.head, nn.Linear):
-            init_weights_trunc_normal(self.head)
-            with torch.no_grad():
-                self.head.weight.mul_(init_scale)
-                self.head.bias.mul_(init_scale)
+        self.head_init = head_init
+        self.init_scale = init_scale
+        if head_init == "trunc_normal":
+            init_head(self.head, init_scale)
 
     @property
     def num_layers(self) -> int:
@@ -413,14 +380,12 @@ class AudioVisualClassifier(nn.Module):
         return set()
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head (truncated-normal init scaled by 0.001) with ``num_classes`` outputs."""
+        """Replace the head with ``num_classes`` outputs, initialised as at construction (``head_init``,
+        ``init_scale``)."""
         self.num_classes = num_classes
         head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(head, nn.Linear):
-            init_weights_trunc_normal(head)
-            with torch.no_grad():
-                head.weight.mul_(0.001)
-                head.bias.mul_(0.001)
+        if self.head_init == "trunc_normal":
+            init_head(head, self.init_scale)
         self.head = head.to(self.fc_norm.weight.device)
 
     @staticmethod

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import Block, CrossSelfBlock, drop_path_rates
+from ..layers import Block, BlockSettings, CrossSelfBlock
 from ..masking import visible_first_order
 
 __all__ = ["MAEDecoder", "decode_masked_tokens"]
@@ -29,8 +29,8 @@ class MAEDecoder(nn.Module):
         out_dim: Values predicted per token, e.g. ``3 * tubelet * patch ** 2`` (1536) for video, ``patch ** 2`` (256)
             for a spectrogram.
         num_skip_blocks: How many trailing blocks read skip features.
-        mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, init_values, norm_eps: As in
-            :class:`~maedfer.layers.Block`.
+        block: Block settings (:class:`~maedfer.layers.BlockSettings`); ``block.drop_path`` is the end of the linear
+            drop-path ramp over the blocks.
     """
 
     def __init__(
@@ -41,35 +41,19 @@ class MAEDecoder(nn.Module):
         num_heads: int = 6,
         out_dim: int = 1536,
         num_skip_blocks: int = 0,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        init_values: float | None = None,
-        norm_eps: float = 1e-6,
+        block: BlockSettings = BlockSettings(),
     ) -> None:
         super().__init__()
         if not 0 <= num_skip_blocks < max(depth, 1):
             raise ValueError(f"num_skip_blocks={num_skip_blocks} must be below the decoder depth {depth}")
         self.embed_dim = embed_dim
         self.num_skip_blocks = num_skip_blocks
-        settings = dict(
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            init_values=init_values,
-            norm_eps=norm_eps,
-        )
         first_skip = depth - num_skip_blocks
         self.blocks = nn.ModuleList(
-            (CrossSelfBlock if index >= first_skip else Block)(embed_dim, num_heads, drop_path=rate, **settings)
-            for index, rate in enumerate(drop_path_rates(drop_path_rate, depth))
+            (CrossSelfBlock if index >= first_skip else Block)(embed_dim, num_heads, settings)
+            for index, settings in enumerate(block.ramp(depth))
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.norm = nn.LayerNorm(embed_dim, eps=block.norm_eps)
         self.head = nn.Linear(embed_dim, out_dim)
 
     def forward(self, x: torch.Tensor, num_predict: int, skips: Sequence[torch.Tensor] | None = None) -> torch.Tensor:

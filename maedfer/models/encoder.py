@@ -20,30 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Block, TubeletEmbed, drop_path_rates, sinusoid_table_1d
+from ..layers import Block, BlockSettings, TubeletEmbed, sinusoid_table_1d
 from ..compile import check_size
 from ..masking import visible_first_order
 
-__all__ = ["EncoderOutput", "TokenEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_weights_trunc_normal"]
+__all__ = ["EncoderOutput", "TokenEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_head", "init_weights_trunc_normal"]
 
 GlobalPool = Literal["mean", "token", ""]
-
-# Constructor arguments every block-based module shares (encoders, decoders, fusion): flat configs route them to each.
-BLOCK_SETTING_KEYS = (
-    "mlp_ratio", "qkv_bias", "qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "init_values", "norm_eps"
-)
-
-
-def block_settings(kwargs: dict) -> dict:
-    """The :data:`BLOCK_SETTING_KEYS` present in ``kwargs``."""
-    return {key: kwargs[key] for key in BLOCK_SETTING_KEYS if key in kwargs}
-
 
 HEAD_ACTIVATIONS: dict[str | None, type[nn.Module]] = {
     None: nn.Identity,
@@ -86,15 +75,27 @@ def init_weights_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
 
 
+def init_head(head: nn.Module, init_scale: float, *, fresh: bool = True) -> None:
+    """Initialise a classification head ``Linear(C, K)``: truncated normal (std 0.02, zero bias), then weight and bias
+    multiplied by ``init_scale``. ``fresh=False`` only scales (the head was just initialised with the rest of the
+    model). No-op for an Identity head."""
+    if not isinstance(head, nn.Linear):
+        return
+    if fresh:
+        init_weights_trunc_normal(head)
+    with torch.no_grad():
+        head.weight.mul_(init_scale)
+        head.bias.mul_(init_scale)
+
+
 class TokenEncoder(nn.Module):
     """Base class of every encoder: patch embedding, fixed position table, blocks, norm, pooling and head.
 
     The patch embedding is a video :class:`~maedfer.layers.TubeletEmbed` built from the clip geometry, unless a
     ``patch_embed`` module is given (e.g. a :class:`~maedfer.layers.SpectrogramEmbed` for audio).
 
-    Subclasses build ``self.blocks`` (from :attr:`block_kwargs`, :attr:`num_heads`, :attr:`init_values` and
-    :meth:`drop_path_schedule`) and implement :meth:`encode_tokens`; pooling can be customised through
-    :meth:`pool_tokens`.
+    Subclasses build ``self.blocks`` (from :attr:`num_heads` and ``self.block_settings.ramp(depth)``) and implement
+    :meth:`encode_tokens`; pooling can be customised through :meth:`pool_tokens`.
 
     Args:
         img_size: Frame height and width.
@@ -104,20 +105,14 @@ class TokenEncoder(nn.Module):
         in_chans: Input channels.
         embed_dim: Token width C.
         num_heads: Attention heads of every block.
-        mlp_ratio: MLP hidden width relative to C.
-        qkv_bias: Learned q/v biases.
-        qk_scale: Attention logit scale (default ``head_dim ** -0.5``).
-        attn_drop_rate: Attention-weight dropout.
-        drop_path_rate: Final stochastic-depth rate (linear ramp over all blocks).
-        init_values: Layer-scale initial value (0/None: off).
+        block: Block settings; ``block.drop_path`` is the final stochastic-depth rate (linear ramp over all blocks),
+            ``block.drop`` also drops after the position embedding, ``block.norm_eps`` is every LayerNorm's epsilon.
         num_classes: Head outputs K; 0 leaves ``head`` as Identity.
         global_pool: ``"mean"``: mean over tokens, then ``fc_norm`` (LayerNorm) and no final token norm; ``"token"``:
             final LayerNorm and the first pooled token; ``""``: final LayerNorm on the tokens, no pooling (pre-training).
-        drop_rate: Dropout after the position embedding and inside the blocks.
         head_activation: ``None``, ``"sigmoid"``, ``"relu"`` or ``"tanh"`` after the head (regression).
         init_scale: Multiplier applied to the initial head weight and bias (the official recipes use 0.001).
         learnable_pos_embed: Learn a ``pos_embed`` parameter ``(1, N, C)`` instead of the fixed sinusoid table.
-        norm_eps: LayerNorm epsilon.
         patch_embed: A prebuilt patch embedding with ``grid_size`` and ``num_patches`` attributes (the clip geometry
             arguments are then ignored).
     """
@@ -132,19 +127,12 @@ class TokenEncoder(nn.Module):
         in_chans: int = 3,
         embed_dim: int = 768,
         num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        init_values: float | None = None,
+        block: BlockSettings = BlockSettings(),
         num_classes: int = 0,
         global_pool: GlobalPool = "mean",
-        drop_rate: float = 0.0,
         head_activation: str | None = None,
         init_scale: float = 1.0,
         learnable_pos_embed: bool = False,
-        norm_eps: float = 1e-6,
         patch_embed: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -154,17 +142,7 @@ class TokenEncoder(nn.Module):
             raise ValueError(f"head_activation must be one of {sorted(map(str, HEAD_ACTIVATIONS))}, got {head_activation!r}")
         self.embed_dim = self.num_features = embed_dim
         self.num_heads = num_heads
-        self.init_values = init_values
-        self.drop_path_rate = drop_path_rate
-        # Settings shared by every block of the encoder (all but the per-block drop-path rate and layer scale).
-        self.block_kwargs = dict(
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            norm_eps=norm_eps,
-        )
+        self.block_settings = block
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.init_scale = init_scale
@@ -187,10 +165,10 @@ class TokenEncoder(nn.Module):
         else:
             self.pos_embed = None
             self.register_buffer("pos_table", sinusoid_table_1d(num_patches, embed_dim)[None], persistent=False)
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_drop = nn.Dropout(block.drop)
         self.blocks = nn.ModuleList()
-        self.norm: nn.Module = nn.Identity() if global_pool == "mean" else nn.LayerNorm(embed_dim, eps=norm_eps)
-        self.fc_norm: nn.Module | None = nn.LayerNorm(embed_dim, eps=norm_eps) if global_pool == "mean" else None
+        self.norm: nn.Module = nn.Identity() if global_pool == "mean" else nn.LayerNorm(embed_dim, eps=block.norm_eps)
+        self.fc_norm: nn.Module | None = nn.LayerNorm(embed_dim, eps=block.norm_eps) if global_pool == "mean" else None
         self.head: nn.Module = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.head_activation = HEAD_ACTIVATIONS[head_activation]()
 
@@ -198,27 +176,17 @@ class TokenEncoder(nn.Module):
     def init_weights(self) -> None:
         """Fine-tuning initialisation of every Linear / LayerNorm, then scale the head by ``init_scale``."""
         self.apply(init_weights_trunc_normal)
-        if isinstance(self.head, nn.Linear):
-            with torch.no_grad():
-                self.head.weight.mul_(self.init_scale)
-                self.head.bias.mul_(self.init_scale)
+        init_head(self.head, self.init_scale, fresh=False)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised ``Linear(C, num_classes)`` (Identity for 0)."""
         self.num_classes = num_classes
         if num_classes > 0:
             head = nn.Linear(self.embed_dim, num_classes)
-            init_weights_trunc_normal(head)
-            with torch.no_grad():
-                head.weight.mul_(self.init_scale)
-                head.bias.mul_(self.init_scale)
+            init_head(head, self.init_scale)
             self.head = head.to(self.patch_embed.proj.weight.device)
         else:
             self.head = nn.Identity()
-
-    def drop_path_schedule(self, depth: int) -> list[float]:
-        """Per-block stochastic-depth rates for ``depth`` blocks (linear ramp to ``drop_path_rate``)."""
-        return drop_path_rates(self.drop_path_rate, depth)
 
     def move_head_last(self) -> None:
         """Re-register ``norm``, ``fc_norm``, ``head`` after modules a subclass added, so that the state dict (and the
@@ -377,15 +345,12 @@ class VideoViT(TokenEncoder):
 
     Args:
         depth: Number of blocks.
-        **kwargs: :class:`TokenEncoder` arguments (sizes, heads, dropout, layer scale, head ...).
+        **kwargs: :class:`TokenEncoder` arguments (sizes, heads, block settings, head ...).
     """
 
-    def __init__(self, *, depth: int = 12, **kwargs) -> None:
+    def __init__(self, *, depth: int = 12, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.blocks.extend(
-            Block(self.embed_dim, self.num_heads, drop_path=rate, init_values=self.init_values, **self.block_kwargs)
-            for rate in self.drop_path_schedule(depth)
-        )
+        self.blocks.extend(Block(self.embed_dim, self.num_heads, settings) for settings in self.block_settings.ramp(depth))
         self.init_weights()
 
     def encode_tokens(

@@ -22,14 +22,14 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from ..compile import check_size
-from ..layers import Attention, DropPath, Mlp
+from ..layers import Attention, BlockSettings, DropPath, Mlp
 from .encoder import EncoderOutput, TokenEncoder, _check_divisible
 
 __all__ = ["LGIBlock", "LGIFormer"]
@@ -45,8 +45,8 @@ class LGIBlock(nn.Module):
     Args:
         dim: Token width C.
         num_heads: Heads of every attention.
-        mlp_ratio, qkv_bias, qk_scale, drop, attn_drop: As in :class:`~maedfer.layers.Block`.
-        drop_path: Stochastic-depth rate. Stage 1 and the MLP drop per (clip, region) row, stages 2 and 3 per clip.
+        settings: Block settings (:class:`~maedfer.layers.BlockSettings`, without layer scale). ``drop_path`` is this
+            block's stochastic-depth rate: stage 1 and the MLP drop per (clip, region) row, stages 2 and 3 per clip.
         first_attn: ``"self"``: stage 1 updates all tokens of a region; ``"cross"``: only the messenger, reading its
             region's local tokens (adds ``first_attn_norm1``).
         third_attn: ``"cross"``: local tokens read all messengers of the clip; ``"self"``: a second intra-region
@@ -55,28 +55,26 @@ class LGIBlock(nn.Module):
             ``second_attn``. Shared weights appear under every alias in the state dict, as in the official files.
         use_second: Run stage 2 (``lg_no_second`` in the official code is ``use_second=False``).
         use_third: Run stage 3.
-        norm_eps: LayerNorm epsilon.
+        **changes: :class:`~maedfer.layers.BlockSettings` fields replacing those of ``settings``.
     """
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
+        settings: BlockSettings = BlockSettings(),
         *,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
         first_attn: AttnKind = "self",
         third_attn: AttnKind = "cross",
         share_attn: SharedAttn = "none",
         use_second: bool = True,
         use_third: bool = True,
-        norm_eps: float = 1e-6,
+        **changes: Any,
     ) -> None:
         super().__init__()
+        s = settings.replace(**changes) if changes else settings
+        if s.init_values:
+            raise ValueError("the LGI-Former does not support layer scale (init_values must be 0 or None)")
         for name, value in (("first_attn", first_attn), ("third_attn", third_attn)):
             if value not in ("self", "cross"):
                 raise ValueError(f"{name} must be 'self' or 'cross', got {value!r}")
@@ -91,28 +89,28 @@ class LGIBlock(nn.Module):
             return Attention(
                 dim,
                 num_heads=num_heads,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                attn_drop=attn_drop,
-                proj_drop=drop,
+                qkv_bias=s.qkv_bias,
+                qk_scale=s.qk_scale,
+                attn_drop=s.attn_drop,
+                proj_drop=s.drop,
                 layout="split",
             )
 
-        self.first_attn_norm0 = nn.LayerNorm(dim, eps=norm_eps)
+        self.first_attn_norm0 = nn.LayerNorm(dim, eps=s.norm_eps)
         if first_attn == "cross":
-            self.first_attn_norm1 = nn.LayerNorm(dim, eps=norm_eps)
+            self.first_attn_norm1 = nn.LayerNorm(dim, eps=s.norm_eps)
         self.first_attn = make_attention()
         if use_second:
-            self.second_attn_norm0 = nn.LayerNorm(dim, eps=norm_eps)
+            self.second_attn_norm0 = nn.LayerNorm(dim, eps=s.norm_eps)
             self.second_attn = self.first_attn if share_attn == "all" else make_attention()
         if use_third:
-            self.third_attn_norm0 = nn.LayerNorm(dim, eps=norm_eps)
+            self.third_attn_norm0 = nn.LayerNorm(dim, eps=s.norm_eps)
             if third_attn == "cross":
-                self.third_attn_norm1 = nn.LayerNorm(dim, eps=norm_eps)
+                self.third_attn_norm1 = nn.LayerNorm(dim, eps=s.norm_eps)
             self.third_attn = self.first_attn if share_attn != "none" else make_attention()
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.drop_path = DropPath(s.drop_path) if s.drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=s.norm_eps)
+        self.mlp = Mlp(dim, int(dim * s.mlp_ratio), drop=s.drop)
 
     def forward(self, x: torch.Tensor, batch_size: int, messengers_only: bool = False) -> torch.Tensor:
         """Run one block.
@@ -198,11 +196,11 @@ class LGIFormer(TokenEncoder):
         use_second: bool = True,
         use_third: bool = True,
         skip_unused: bool = True,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("num_heads", 8)
         super().__init__(**kwargs)
-        if self.init_values:
+        if self.block_settings.init_values:
             raise ValueError("the LGI-Former does not support layer scale (init_values must be 0 or None)")
         if classify_tokens not in ("region", "org", "all"):
             raise ValueError(f"classify_tokens must be 'region', 'org' or 'all', got {classify_tokens!r}")
@@ -220,15 +218,14 @@ class LGIFormer(TokenEncoder):
             LGIBlock(
                 self.embed_dim,
                 self.num_heads,
-                drop_path=rate,
+                settings,
                 first_attn=first_attn,
                 third_attn=third_attn,
                 share_attn=share_attn,
                 use_second=use_second,
                 use_third=use_third,
-                **self.block_kwargs,
             )
-            for rate in self.drop_path_schedule(depth)
+            for settings in self.block_settings.ramp(depth)
         )
         self.skip_unused = skip_unused
         if self.skips_last_local_stage and third_attn == "cross" and len(self.blocks):

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..layers import sinusoid_table_1d
+from ..layers import BlockSettings, sinusoid_table_1d
 from ..masking import visible_first_order
 from .decoder import MAEDecoder, decode_masked_tokens
 from .encoder import EncoderOutput, TokenEncoder
@@ -43,8 +43,7 @@ class MaskedVideoAutoencoder(nn.Module):
         decoder_embed_dim: Decoder width.
         decoder_depth: Decoder blocks.
         decoder_num_heads: Decoder heads.
-        mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, init_values, norm_eps: Decoder block
-            settings.
+        block: Decoder block settings (:class:`~maedfer.layers.BlockSettings`).
         decoder_pos_order: ``"raster"`` (default, correct): every visible token gets the decoder position of its own
             raster index. ``"official"``: the visible decoder positions are taken in raster order whatever order the
             encoder returns its tokens in. That is the official MAE-DFER behaviour: with the LGI-Former (region-major
@@ -61,14 +60,7 @@ class MaskedVideoAutoencoder(nn.Module):
         decoder_embed_dim: int = 384,
         decoder_depth: int = 4,
         decoder_num_heads: int = 6,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        init_values: float | None = None,
-        norm_eps: float = 1e-6,
+        block: BlockSettings = BlockSettings(),
         decoder_pos_order: DecoderPosOrder = "raster",
     ) -> None:
         super().__init__()
@@ -87,14 +79,7 @@ class MaskedVideoAutoencoder(nn.Module):
             depth=decoder_depth,
             num_heads=decoder_num_heads,
             out_dim=in_chans * patch.tubelet_size * patch.patch_size**2,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate,
-            init_values=init_values,
-            norm_eps=norm_eps,
+            block=block,
         )
         self.encoder_to_decoder = nn.Linear(encoder.embed_dim, decoder_embed_dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))

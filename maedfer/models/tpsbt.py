@@ -28,7 +28,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -102,7 +102,7 @@ class TPSBT(TokenEncoder):
         output: StageOutput | None = None,
         pretrain_context: PretrainContext = "bottleneck",
         upsample: Upsample = "repeat",
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("num_heads", 8)
         super().__init__(**kwargs)
@@ -132,14 +132,13 @@ class TPSBT(TokenEncoder):
         self.pretrain_context = pretrain_context
         self.upsample = upsample
 
-        common = dict(init_values=self.init_values, **self.block_kwargs)
-        rates = iter(self.drop_path_schedule(sum(stage_depths)))
+        settings = iter(self.block_settings.ramp(sum(stage_depths)))
         self.temporal_downsamples = nn.ModuleList()
         self.spatial_downsamples = nn.ModuleList()
         for stage, depth in enumerate(stage_depths):
             if stage == 0:
                 self.blocks.extend(
-                    Block(self.embed_dim, self.num_heads, drop_path=next(rates), **common) for _ in range(depth)
+                    Block(self.embed_dim, self.num_heads, next(settings)) for _ in range(depth)
                 )
                 continue
             self.temporal_downsamples.append(
@@ -150,12 +149,12 @@ class TPSBT(TokenEncoder):
                     self.embed_dim,
                     tokens[stage - 1],
                     hidden_dim=bottleneck_hidden_dim,
-                    drop=self.block_kwargs["drop"],
-                    norm_eps=self.block_kwargs["norm_eps"],
+                    drop=self.block_settings.drop,
+                    norm_eps=self.block_settings.norm_eps,
                 )
             )
             self.blocks.extend(
-                CrossSelfBlock(self.embed_dim, self.num_heads, drop_path=next(rates), **common) for _ in range(depth)
+                CrossSelfBlock(self.embed_dim, self.num_heads, next(settings)) for _ in range(depth)
             )
         self.move_head_last()
         self.init_weights()

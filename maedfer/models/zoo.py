@@ -12,13 +12,14 @@ from typing import Any
 
 from torch import nn
 
-from ..registry import register_model
-from .encoder import TokenEncoder, VideoViT, block_settings
+from ..layers import BlockSettings
+from .encoder import TokenEncoder, VideoViT
 from .lgi_former import LGIFormer
 from .mae import MaskedVideoAutoencoder
+from .official import class_arguments, official_arguments, register, translate_official
 from .tpsbt import TPSBT
 
-__all__ = ["translate_official_encoder_kwargs", "build_mae"]
+__all__ = ["build_encoder", "build_mae"]
 
 # Small sizes that keep each architecture intact (token grid (4, 4, 4); LGI regions (2, 2, 4) -> 4 regions).
 _TINY_VIDEO = {"img_size": 32, "patch_size": 8, "num_frames": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
@@ -26,99 +27,49 @@ _TINY_LGI = {**_TINY_VIDEO, "region_size": (2, 2, 4)}
 _TINY_DECODER = {"decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2}
 
 _DECODER_KEYS = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads", "decoder_pos_order")
-
-# Official argument name -> maedfer argument name (same meaning).
-_RENAMED = {
-    "all_frames": "num_frames",
-    "head_activation_func": "head_activation",
-    "use_learnable_pos_emb": "learnable_pos_embed",
-    "lg_region_size": "region_size",
-    "lg_first_attn_type": "first_attn",
-    "lg_third_attn_type": "third_attn",
-    "lg_classify_token_type": "classify_tokens",
-    "encoder_in_chans": "in_chans",
-    "encoder_embed_dim": "embed_dim",
-    "encoder_depth": "depth",
-    "encoder_num_heads": "num_heads",
-}
-_LGI_ONLY = ("region_size", "first_attn", "third_attn", "classify_tokens", "share_attn", "use_second", "use_third")
+_VIDEO_ENCODERS: dict[str, type[TokenEncoder]] = {"joint": VideoViT, "local_global": LGIFormer}
 
 
-def translate_official_encoder_kwargs(
-    kwargs: dict[str, Any], encoder_cls: type[TokenEncoder] | None = None
-) -> tuple[type[TokenEncoder], dict[str, Any]]:
-    """Map official constructor arguments onto a maedfer encoder class and its arguments.
+def _finetune_arguments(*classes: type[TokenEncoder]) -> frozenset[str]:
+    """Flat arguments of a fine-tuning builder of ``classes``."""
+    return class_arguments(*classes)
 
-    Without ``encoder_cls``, ``attn_type`` picks the class (``"joint"``: :class:`VideoViT`, ``"local_global"``:
-    :class:`LGIFormer`); the ``lg_*`` switches are ignored for ``"joint"``, as in the official code. With
-    ``encoder_cls`` (SVFAP's :class:`TPSBT`), only the argument names are translated.
 
-    Raises:
-        ValueError: For official options that maedfer does not implement because they are broken upstream
-            (``keep_temporal_dim``) or meaningless here (``norm_layer``: use ``norm_eps``).
-    """
+def _pretrain_arguments(*classes: type[TokenEncoder]) -> frozenset[str]:
+    """Flat arguments of a pre-training builder (:func:`build_mae`) of ``classes``."""
+    return class_arguments(*classes, exclude=("num_classes", "global_pool")) | set(_DECODER_KEYS)
+
+
+def build_encoder(encoder_cls: type[TokenEncoder], kwargs: dict[str, Any]) -> TokenEncoder:
+    """Build an encoder from flat arguments (block settings as ``drop_path_rate``, ``qkv_bias`` ...)."""
     kwargs = dict(kwargs)
-    out: dict[str, Any] = {}
-    attn_type = "joint" if encoder_cls is not None else kwargs.pop("attn_type", "joint")
-    if kwargs.pop("keep_temporal_dim", False):
-        raise ValueError("keep_temporal_dim is not supported: the official per-frame output is broken for LGI/TPSBT")
-    if "norm_layer" in kwargs:
-        raise ValueError("norm_layer is not accepted; every maedfer model uses LayerNorm, set norm_eps instead")
-    if "use_mean_pooling" in kwargs:
-        out["global_pool"] = "mean" if kwargs.pop("use_mean_pooling") else "token"
-    sharing_all = kwargs.pop("lg_attn_param_sharing_all", False)
-    sharing_first_third = kwargs.pop("lg_attn_param_sharing_first_third", False)
-    if sharing_all or sharing_first_third:
-        out["share_attn"] = "all" if sharing_all else "first_third"
-    if "lg_no_second" in kwargs:
-        out["use_second"] = not kwargs.pop("lg_no_second")
-    if "lg_no_third" in kwargs:
-        out["use_third"] = not kwargs.pop("lg_no_third")
-    for key, value in kwargs.items():
-        out[_RENAMED.get(key, key)] = value
-    if "region_size" in out:
-        out["region_size"] = tuple(out["region_size"])
-    if encoder_cls is not None:
-        return encoder_cls, out
-    if attn_type == "joint":
-        for key in _LGI_ONLY:
-            out.pop(key, None)
-        return VideoViT, out
-    if attn_type == "local_global":
-        return LGIFormer, out
-    raise ValueError(f"attn_type must be 'joint' or 'local_global', got {attn_type!r}")
+    block = BlockSettings.pop_flat(kwargs)
+    return encoder_cls(**kwargs, block=block)
 
 
 def build_mae(encoder_cls: type[TokenEncoder], kwargs: dict[str, Any]) -> MaskedVideoAutoencoder:
-    """Build a :class:`MaskedVideoAutoencoder` from one flat dict of encoder + ``decoder_*`` arguments."""
+    """Build a :class:`MaskedVideoAutoencoder` from one flat dict of encoder + ``decoder_*`` arguments; the block
+    settings apply to encoder and decoder."""
+    kwargs = dict(kwargs)
     decoder_args = {key.removeprefix("decoder_"): kwargs.pop(key) for key in _DECODER_KEYS if key in kwargs}
-    shared = block_settings(kwargs)
-    encoder = encoder_cls(**kwargs, num_classes=0, global_pool="")
+    block = BlockSettings.pop_flat(kwargs)
+    encoder = encoder_cls(**kwargs, block=block, num_classes=0, global_pool="")
     return MaskedVideoAutoencoder(
         encoder,
         decoder_embed_dim=decoder_args.get("embed_dim", 384),
         decoder_depth=decoder_args.get("depth", 4),
         decoder_num_heads=decoder_args.get("num_heads", 6),
         decoder_pos_order=decoder_args.get("pos_order", "raster"),
-        **shared,
+        block=block,
     )
 
 
 def _official_pretrain(
     defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[TokenEncoder] | None = None
 ) -> MaskedVideoAutoencoder:
-    kwargs = {**defaults, **overrides}
-    kwargs.pop("num_classes", None)  # accepted and ignored by the official class
-    kwargs.pop("in_chans", None)
-    kwargs.pop("pretrained", None)
-    if kwargs.pop("encoder_num_classes", 0):
-        raise ValueError("encoder_num_classes must be 0 for a pre-training model")
+    kwargs = translate_official({**defaults, **overrides}, "svfap" if encoder_cls else "video", "pretrain")
     decoder_out = kwargs.pop("decoder_num_classes", None)
-    pos_order = kwargs.pop("decoder_pos_order", "raster")
-    decoder = {key: kwargs.pop(key) for key in ("decoder_embed_dim", "decoder_depth", "decoder_num_heads") if key in kwargs}
-    encoder_cls, encoder_kwargs = translate_official_encoder_kwargs(kwargs, encoder_cls)
-    encoder_kwargs.setdefault("num_frames", 16)  # the official pre-training patch embedding always assumes 16 frames
-    model = build_mae(encoder_cls, {**encoder_kwargs, **decoder, "decoder_pos_order": pos_order})
+    model = build_mae(encoder_cls or _VIDEO_ENCODERS[kwargs.pop("attn_type")], kwargs)
     if decoder_out is not None and decoder_out != model.decoder.head.out_features:
         raise ValueError(
             f"decoder_num_classes={decoder_out} but the model predicts {model.decoder.head.out_features} values per "
@@ -130,30 +81,29 @@ def _official_pretrain(
 def _official_finetune(
     defaults: dict[str, Any], overrides: dict[str, Any], encoder_cls: type[TokenEncoder] | None = None
 ) -> TokenEncoder:
-    kwargs = {**defaults, **overrides}
-    kwargs.pop("pretrained", None)
-    encoder_cls, encoder_kwargs = translate_official_encoder_kwargs(kwargs, encoder_cls)
-    return encoder_cls(**encoder_kwargs)
+    kwargs = translate_official({**defaults, **overrides}, "svfap" if encoder_cls else "video", "finetune")
+    return build_encoder(encoder_cls or _VIDEO_ENCODERS[kwargs.pop("attn_type")], kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- clean names
 _PAPER_FINETUNE = {"num_classes": 7, "drop_path_rate": 0.1, "init_scale": 0.001}
 
 
-@register_model("videomae_base_160", system="videomae", kind="finetune", tiny_overrides=_TINY_VIDEO)
+@register("videomae_base_160", _finetune_arguments(VideoViT), system="videomae", kind="finetune", tiny_overrides=_TINY_VIDEO)
 def videomae_base_160(**overrides: Any) -> TokenEncoder:
     """VideoMAE ViT-B (768 wide, 12 blocks, 12 heads) for 16x160x160 clips, mean pooling, 7 classes."""
-    return VideoViT(**{"embed_dim": 768, "depth": 12, "num_heads": 12, **_PAPER_FINETUNE, **overrides})
+    return build_encoder(VideoViT, {"embed_dim": 768, "depth": 12, "num_heads": 12, **_PAPER_FINETUNE, **overrides})
 
 
-@register_model("videomae_dim512_depth16_160", system="videomae", kind="finetune", tiny_overrides=_TINY_VIDEO)
+@register("videomae_dim512_depth16_160", _finetune_arguments(VideoViT), system="videomae", kind="finetune", tiny_overrides=_TINY_VIDEO)
 def videomae_dim512_depth16_160(**overrides: Any) -> TokenEncoder:
     """Plain joint-attention ViT with the LGI-Former's size (512 wide, 16 blocks, 8 heads): the FLOP comparison."""
-    return VideoViT(**{"embed_dim": 512, "depth": 16, "num_heads": 8, **_PAPER_FINETUNE, **overrides})
+    return build_encoder(VideoViT, {"embed_dim": 512, "depth": 16, "num_heads": 8, **_PAPER_FINETUNE, **overrides})
 
 
-@register_model(
+@register(
     "videomae_pretrain_base_160",
+    _pretrain_arguments(VideoViT),
     system="videomae",
     kind="pretrain",
     tiny_overrides={**_TINY_VIDEO, **_TINY_DECODER},
@@ -164,16 +114,17 @@ def videomae_pretrain_base_160(**overrides: Any) -> MaskedVideoAutoencoder:
     return build_mae(VideoViT, {"embed_dim": 768, "depth": 12, "num_heads": 12, **overrides})
 
 
-@register_model("mae_dfer_base", system="mae_dfer", kind="finetune", tiny_overrides=_TINY_LGI)
+@register("mae_dfer_base", _finetune_arguments(LGIFormer), system="mae_dfer", kind="finetune", tiny_overrides=_TINY_LGI)
 def mae_dfer_base(**overrides: Any) -> TokenEncoder:
     """MAE-DFER LGI-Former (512 wide, 16 blocks, 8 heads, regions 2x5x10, messenger pooling) as fine-tuned on DFEW."""
-    return LGIFormer(
-        **{"embed_dim": 512, "depth": 16, "num_heads": 8, "region_size": (2, 5, 10), **_PAPER_FINETUNE, **overrides}
+    return build_encoder(
+        LGIFormer, {"embed_dim": 512, "depth": 16, "num_heads": 8, "region_size": (2, 5, 10), **_PAPER_FINETUNE, **overrides}
     )
 
 
-@register_model(
+@register(
     "mae_dfer_pretrain_base",
+    _pretrain_arguments(LGIFormer),
     system="mae_dfer",
     kind="pretrain",
     tiny_overrides={**_TINY_LGI, **_TINY_DECODER},
@@ -193,14 +144,15 @@ _TINY_TPSBT = {
 _SVFAP_OFFICIAL_BEHAVIOUR = "pretrain_context='official', upsample='official' reproduce the official pre-training"
 
 
-@register_model("svfap_base", system="svfap", kind="finetune", tiny_overrides=_TINY_TPSBT)
+@register("svfap_base", _finetune_arguments(TPSBT), system="svfap", kind="finetune", tiny_overrides=_TINY_TPSBT)
 def svfap_base(**overrides: Any) -> TokenEncoder:
     """SVFAP TPSBT (512 wide, 8 heads, stages 12/6/3, 8 bottleneck tokens per frame) as fine-tuned on DFEW."""
-    return TPSBT(**{**_SVFAP, **_PAPER_FINETUNE, **overrides})
+    return build_encoder(TPSBT, {**_SVFAP, **_PAPER_FINETUNE, **overrides})
 
 
-@register_model(
+@register(
     "svfap_pretrain_base",
+    _pretrain_arguments(TPSBT),
     system="svfap",
     kind="pretrain",
     tiny_overrides={**_TINY_TPSBT, **_TINY_DECODER},
@@ -224,6 +176,10 @@ _OFFICIAL_TINY_PT = {
     "decoder_num_heads": 2,
     "decoder_num_classes": 384,
 }
+_OFFICIAL_VIDEO_FT = _finetune_arguments(VideoViT, LGIFormer) | official_arguments("video", "finetune")
+_OFFICIAL_VIDEO_PT = _pretrain_arguments(VideoViT, LGIFormer) | official_arguments("video", "pretrain") | {"decoder_num_classes"}
+_OFFICIAL_SVFAP_FT = _finetune_arguments(TPSBT) | official_arguments("svfap", "finetune")
+_OFFICIAL_SVFAP_PT = _pretrain_arguments(TPSBT) | official_arguments("svfap", "pretrain") | {"decoder_num_classes"}
 _OFFICIAL_FT_DEFAULTS = {"img_size": 160, "patch_size": 16, "num_classes": 1000, "init_scale": 0.0, "qkv_bias": True}
 _OFFICIAL_LG_DEFAULTS = {"lg_region_size": (2, 2, 10), "lg_classify_token_type": "org"}
 _OFFICIAL_PT_DEFAULTS = {
@@ -244,8 +200,8 @@ def _with_lg_defaults(defaults: dict[str, Any], overrides: dict[str, Any]) -> di
     return defaults
 
 
-@register_model(
-    "vit_base_patch16_160", system="mae_dfer", kind="finetune", official=True, tiny_overrides=_OFFICIAL_TINY_FT
+@register(
+    "vit_base_patch16_160", _OFFICIAL_VIDEO_FT, system="mae_dfer", kind="finetune", official=True, tiny_overrides=_OFFICIAL_TINY_FT
 )
 def vit_base_patch16_160(**overrides: Any) -> nn.Module:
     """Official name: VideoMAE ViT-B (768/12/12) classifier; official arguments and defaults (1000 classes)."""
@@ -253,8 +209,9 @@ def vit_base_patch16_160(**overrides: Any) -> nn.Module:
     return _official_finetune(_with_lg_defaults(defaults, overrides), overrides)
 
 
-@register_model(
+@register(
     "vit_base_dim512_no_depth_patch16_160",
+    _OFFICIAL_VIDEO_FT,
     system="mae_dfer",
     kind="finetune",
     official=True,
@@ -266,8 +223,9 @@ def vit_base_dim512_no_depth_patch16_160(**overrides: Any) -> nn.Module:
     return _official_finetune(_with_lg_defaults(defaults, overrides), overrides)
 
 
-@register_model(
+@register(
     "pretrain_videomae_base_patch16_160",
+    _OFFICIAL_VIDEO_PT,
     system="mae_dfer",
     kind="pretrain",
     official=True,
@@ -280,8 +238,9 @@ def pretrain_videomae_base_patch16_160(**overrides: Any) -> nn.Module:
     return _official_pretrain(_with_lg_defaults(defaults, overrides), overrides)
 
 
-@register_model(
+@register(
     "pretrain_videomae_base_dim512_no_depth_patch16_160",
+    _OFFICIAL_VIDEO_PT,
     system="mae_dfer",
     kind="pretrain",
     official=True,
@@ -299,8 +258,9 @@ _OFFICIAL_TINY_TPSBT_FT = {**{k: v for k, v in _OFFICIAL_TINY_FT.items() if k !=
 _OFFICIAL_TINY_TPSBT_PT = {**{k: v for k, v in _OFFICIAL_TINY_PT.items() if k != "encoder_depth"}, **_OFFICIAL_TPSBT_TINY}
 
 
-@register_model(
+@register(
     "svfap_base_patch16_160",
+    _OFFICIAL_SVFAP_FT,
     system="svfap",
     kind="finetune",
     official=True,
@@ -312,8 +272,9 @@ def svfap_base_patch16_160(**overrides: Any) -> nn.Module:
     return _official_finetune(defaults, overrides, TPSBT)
 
 
-@register_model(
+@register(
     "pretrain_svfap_base_patch16_160",
+    _OFFICIAL_SVFAP_PT,
     system="svfap",
     kind="pretrain",
     official=True,

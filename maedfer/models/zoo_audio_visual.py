@@ -8,105 +8,68 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import register_model
+from ..layers import FLAT_BLOCK_NAMES, BlockSettings
 from .audio_visual import AudioViT, AudioVisualClassifier, AudioVisualMaskedAutoencoder, CrossModalFusion
-from .encoder import VideoViT, block_settings
+from .encoder import VideoViT
+from .official import official_arguments, register, translate_official
 
 __all__ = ["build_hicmae_classifier", "build_hicmae_pretrain"]
 
-
-# Official argument name -> maedfer argument name.
-_RENAMED = {
-    "all_frames": "num_frames",
-    "img_size_audio": "audio_size",
-    "patch_size_audio": "audio_patch_size",
-    "in_chans_audio": "audio_in_chans",
-    "encoder_in_chans_audio": "audio_in_chans",
-    "head_activation_func": "head_activation",
-    "use_learnable_pos_emb": "learnable_pos_embed",
-    "encoder_in_chans": "in_chans",
-    "encoder_embed_dim": "embed_dim",
-    "encoder_depth": "depth",
-    "encoder_num_heads": "num_heads",
-    "encoder_embed_dim_audio": "embed_dim_audio",
-    "encoder_depth_audio": "depth_audio",
-    "encoder_num_heads_audio": "num_heads_audio",
-    "encoder_fusion_depth": "fusion_depth",
-    "encoder_fusion_num_heads": "fusion_num_heads",
-    "inter_contrastive_temperature": "temperature",
-}
+# Flat arguments of the builders below.
+_ENCODER_KEYS = (
+    "embed_dim", "num_heads", "depth", "embed_dim_audio", "num_heads_audio", "depth_audio", "learnable_pos_embed",
+    "img_size", "patch_size", "num_frames", "tubelet_size", "in_chans", "audio_size", "audio_patch_size",
+    "audio_in_chans", "fusion_depth", "fusion_num_heads", *FLAT_BLOCK_NAMES,
+)
+_CLASSIFIER_KEYS = frozenset((*_ENCODER_KEYS, "modality", "num_classes", "head_activation", "head_init", "init_scale"))
+_PRETRAIN_KEYS = frozenset((
+    *_ENCODER_KEYS, "return_intermediate_features", "temperature", "decoder_depth", "decoder_depth_audio",
+    "decoder_embed_dim", "decoder_num_heads", "decoder_embed_dim_audio", "decoder_num_heads_audio",
+    "decoder_num_classes", "decoder_num_classes_audio",
+))
 
 
-def _translate(kwargs: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in kwargs.items():
-        if key in ("pretrained", "use_mean_pooling", "num_classes_audio"):
-            continue
-        if key == "attn_type":
-            if value != "joint":
-                raise ValueError(f"HiCMAE encoders only have joint attention, got attn_type={value!r}")
-            continue
-        if key == "keep_temporal_dim":
-            if value:
-                raise ValueError("keep_temporal_dim is not supported by the audio-visual model")
-            continue
-        if key == "norm_layer":
-            raise ValueError("norm_layer is not accepted; every maedfer model uses LayerNorm, set norm_eps instead")
-        out[_RENAMED.get(key, key)] = value
-    return out
-
-
-def _encoders(kw: dict[str, Any]) -> tuple[VideoViT | None, AudioViT | None, dict[str, Any]]:
-    """Build the two modality encoders (``None`` for a depth of 0) from flat arguments."""
-    embed_dim = kw.pop("embed_dim", 512)
-    num_heads = kw.pop("num_heads", 8)
-    depth = kw.pop("depth", 10)
-    embed_dim_audio = kw.pop("embed_dim_audio", embed_dim)
-    num_heads_audio = kw.pop("num_heads_audio", num_heads)
+def _encoders(kw: dict[str, Any], block: BlockSettings) -> tuple[VideoViT | None, AudioViT | None]:
+    """Build the two modality encoders (``None`` for a depth of 0), popping their arguments from ``kw``."""
+    embed_dim, num_heads, depth = kw["embed_dim"], kw["num_heads"], kw.pop("depth", 10)
     depth_audio = kw.pop("depth_audio", depth)
-    learnable = kw.pop("learnable_pos_embed", False)
-    block = block_settings(kw)
-    common = dict(global_pool="", num_classes=0, learnable_pos_embed=learnable, **block)
-    video = None
+    common = dict(global_pool="", num_classes=0, learnable_pos_embed=kw.pop("learnable_pos_embed", False), block=block)
+    video = audio = None
+    video_geometry = {key: kw.pop(key) for key in ("img_size", "patch_size", "num_frames", "tubelet_size", "in_chans") if key in kw}
+    audio_geometry = dict(
+        input_size=tuple(kw.pop("audio_size", (256, 128))),
+        patch_size=kw.pop("audio_patch_size", 16),
+        in_chans=kw.pop("audio_in_chans", 1),
+    )
     if depth > 0:
-        video = VideoViT(
-            img_size=kw.pop("img_size", 160),
-            patch_size=kw.pop("patch_size", 16),
-            num_frames=kw.pop("num_frames", 16),
-            tubelet_size=kw.pop("tubelet_size", 2),
-            in_chans=kw.pop("in_chans", 3),
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            **common,
-        )
-    audio = None
+        video = VideoViT(**video_geometry, embed_dim=embed_dim, depth=depth, num_heads=num_heads, **common)
     if depth_audio > 0:
         audio = AudioViT(
-            input_size=tuple(kw.pop("audio_size", (256, 128))),
-            patch_size=kw.pop("audio_patch_size", 16),
-            in_chans=kw.pop("audio_in_chans", 1),
-            embed_dim=embed_dim_audio,
-            depth=depth_audio,
-            num_heads=num_heads_audio,
-            **common,
+            **audio_geometry, embed_dim=kw["embed_dim_audio"], depth=depth_audio, num_heads=kw["num_heads_audio"], **common
         )
-    for key in ("img_size", "patch_size", "num_frames", "tubelet_size", "in_chans", "audio_size", "audio_patch_size", "audio_in_chans"):
-        kw.pop(key, None)
-    return video, audio, dict(kw, embed_dim=embed_dim, embed_dim_audio=embed_dim_audio, num_heads=num_heads)
+    return video, audio
 
 
-def _fusion(kw: dict[str, Any], depth: int, drop_rate: float | None = None) -> CrossModalFusion:
-    block = block_settings(kw)
-    if drop_rate is not None:
-        block["drop_rate"] = drop_rate
+def _fusion(kw: dict[str, Any], block: BlockSettings) -> CrossModalFusion:
     return CrossModalFusion(
         embed_dim=kw["embed_dim"],
         embed_dim_audio=kw["embed_dim_audio"],
-        depth=depth,
-        num_heads=kw.pop("fusion_num_heads", kw["num_heads"]),
-        **block,
+        depth=kw["fusion_depth"],
+        num_heads=kw.get("fusion_num_heads", kw["num_heads"]),
+        block=block,
     )
+
+
+def _flat(kwargs: dict[str, Any]) -> tuple[dict[str, Any], BlockSettings]:
+    """Copy of ``kwargs`` with the encoder widths, heads and fusion depth defaulted, and the block settings."""
+    kw = dict(kwargs)
+    block = BlockSettings.pop_flat(kw)
+    kw.setdefault("embed_dim", 512)
+    kw.setdefault("num_heads", 8)
+    kw.setdefault("embed_dim_audio", kw["embed_dim"])
+    kw.setdefault("num_heads_audio", kw["num_heads"])
+    kw.setdefault("fusion_depth", 2)
+    return kw, block
 
 
 def build_hicmae_classifier(**kwargs: Any) -> AudioVisualClassifier:
@@ -117,8 +80,12 @@ def build_hicmae_classifier(**kwargs: Any) -> AudioVisualClassifier:
     (default: the video values). Fusion: ``fusion_depth``, ``fusion_num_heads``. ``modality``: ``"audio_visual"``,
     ``"video"`` or ``"audio"`` (a depth of 0 also drops that encoder). Head: ``num_classes``, ``head_activation``,
     ``head_init``, ``init_scale``. Block settings: ``mlp_ratio``, ``qkv_bias``, ``drop_rate``, ``drop_path_rate``, ...
+
+    Raises:
+        TypeError: For an argument not listed here.
     """
-    kw = dict(kwargs)
+    _reject_unknown(kwargs, _CLASSIFIER_KEYS)
+    kw, block = _flat(kwargs)
     modality = kw.pop("modality", "audio_visual")
     if modality not in ("audio_visual", "video", "audio"):
         raise ValueError(f"modality must be 'audio_visual', 'video' or 'audio', got {modality!r}")
@@ -127,19 +94,21 @@ def build_hicmae_classifier(**kwargs: Any) -> AudioVisualClassifier:
     elif modality == "audio":
         kw.setdefault("depth_audio", kw.get("depth", 10))  # the audio depth defaults to the video one
         kw["depth"] = 0
-    fusion_depth = kw.pop("fusion_depth", 2)
     head = {k: kw.pop(k) for k in ("num_classes", "head_activation", "head_init", "init_scale") if k in kw}
-    video, audio, kw = _encoders(kw)
-    # The official fusion encoder is built with dropout 0 (but keeps drop path).
-    fusion = _fusion(kw, fusion_depth, drop_rate=0.0) if video is not None and audio is not None and fusion_depth > 0 else None
-    return AudioVisualClassifier(video, audio, fusion, norm_eps=kw.get("norm_eps", 1e-6), **head)
+    video, audio = _encoders(kw, block)
+    fusion = None
+    if video is not None and audio is not None and kw["fusion_depth"] > 0:
+        fusion = _fusion(kw, block.replace(drop=0.0))  # the official fusion encoder has dropout 0 (but drop path)
+    return AudioVisualClassifier(video, audio, fusion, norm_eps=block.norm_eps, **head)
 
 
 def build_hicmae_pretrain(**kwargs: Any) -> AudioVisualMaskedAutoencoder:
     """Build an :class:`AudioVisualMaskedAutoencoder` from flat arguments (see :func:`build_hicmae_classifier` for
     the encoder ones; plus ``decoder_embed_dim``, ``decoder_num_heads``, ``decoder_depth`` and their ``*_audio``
-    twins, ``fusion_depth``, ``return_intermediate_features``, ``temperature``)."""
-    kw = dict(kwargs)
+    twins, ``decoder_num_classes(_audio)`` (checked), ``fusion_depth``, ``return_intermediate_features``,
+    ``temperature``)."""
+    _reject_unknown(kwargs, _PRETRAIN_KEYS)
+    kw, block = _flat(kwargs)
     taps = tuple(kw.pop("return_intermediate_features", (3, 6, 9)))
     for key in ("decoder_depth", "decoder_depth_audio"):
         depth = kw.pop(key, len(taps) + 1)
@@ -151,27 +120,24 @@ def build_hicmae_pretrain(**kwargs: Any) -> AudioVisualMaskedAutoencoder:
     }
     decoder["decoder_embed_dim_audio"] = kw.pop("decoder_embed_dim_audio", decoder["decoder_embed_dim"])
     decoder["decoder_num_heads_audio"] = kw.pop("decoder_num_heads_audio", decoder["decoder_num_heads"])
-    out_video = kw.pop("decoder_num_classes", None)
-    out_audio = kw.pop("decoder_num_classes_audio", None)
-    if kw.pop("encoder_num_classes", 0):
-        raise ValueError("encoder_num_classes must be 0 for a pre-training model")
-    temperature = kw.pop("temperature", 0.07)
-    fusion_depth = kw.pop("fusion_depth", 2)
-    video, audio, kw = _encoders(kw)
+    video, audio = _encoders(kw, block)
     if video is None or audio is None:
         raise ValueError("HiCMAE pre-training needs both encoders (depth > 0 and depth_audio > 0)")
-    fusion = _fusion(kw, fusion_depth)
-    block = block_settings(kw)
     model = AudioVisualMaskedAutoencoder(
-        video, audio, fusion, return_intermediate_features=taps, temperature=temperature, **decoder, **block
+        video, audio, _fusion(kw, block), return_intermediate_features=taps, temperature=kw.get("temperature", 0.07),
+        block=block, **decoder,
     )
-    for name, want, got in (
-        ("decoder_num_classes", out_video, model.decoder.head.out_features),
-        ("decoder_num_classes_audio", out_audio, model.decoder_audio.head.out_features),
-    ):
-        if want is not None and want != got:
-            raise ValueError(f"{name}={want} but the model predicts {got} values per token")
+    for name, got in (("decoder_num_classes", model.decoder.head.out_features),
+                      ("decoder_num_classes_audio", model.decoder_audio.head.out_features)):
+        if kw.get(name) is not None and kw[name] != got:
+            raise ValueError(f"{name}={kw[name]} but the model predicts {got} values per token")
     return model
+
+
+def _reject_unknown(kwargs: dict[str, Any], accepted: frozenset[str]) -> None:
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise TypeError(f"unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}")
 
 
 # ----------------------------------------------------------------------------------------------- clean names
@@ -189,13 +155,13 @@ _TINY_AV = {
 _PAPER_AV = {"num_classes": 6, "drop_path_rate": 0.1}
 
 
-@register_model("hicmae_base", system="hicmae", kind="finetune", tiny_overrides=_TINY_AV)
+@register("hicmae_base", _CLASSIFIER_KEYS, system="hicmae", kind="finetune", tiny_overrides=_TINY_AV)
 def hicmae_base(**overrides: Any) -> AudioVisualClassifier:
     """HiCMAE-B classifier (512 wide, 8 heads, 10 video + 10 audio + 2 fusion layers) as fine-tuned on CREMA-D."""
     return build_hicmae_classifier(**{"embed_dim": 512, "num_heads": 8, "depth": 10, **_PAPER_AV, **overrides})
 
 
-@register_model("hicmae_small", system="hicmae", kind="finetune", tiny_overrides=_TINY_AV)
+@register("hicmae_small", _CLASSIFIER_KEYS, system="hicmae", kind="finetune", tiny_overrides=_TINY_AV)
 def hicmae_small(**overrides: Any) -> AudioVisualClassifier:
     """HiCMAE-S classifier (384 wide, 6 heads, 10 + 10 + 2 layers)."""
     return build_hicmae_classifier(**{"embed_dim": 384, "num_heads": 6, "depth": 10, **_PAPER_AV, **overrides})
@@ -209,8 +175,9 @@ _TINY_AV_PRETRAIN = {
 }
 
 
-@register_model(
+@register(
     "hicmae_pretrain_base",
+    _PRETRAIN_KEYS,
     system="hicmae",
     kind="pretrain",
     tiny_overrides=_TINY_AV_PRETRAIN,
@@ -222,8 +189,9 @@ def hicmae_pretrain_base(**overrides: Any) -> AudioVisualMaskedAutoencoder:
     return build_hicmae_pretrain(**{"embed_dim": 512, "num_heads": 8, "depth": 10, **overrides})
 
 
-@register_model(
+@register(
     "hicmae_pretrain_small",
+    _PRETRAIN_KEYS,
     system="hicmae",
     kind="pretrain",
     tiny_overrides=_TINY_AV_PRETRAIN,
@@ -280,11 +248,12 @@ def _official_avit(width: int, heads: int, overrides: dict[str, Any]) -> AudioVi
         "drop_path_rate": 0.0,
         "head_init": "pytorch",
     }
-    kw = _translate({**defaults, **overrides})
-    return build_hicmae_classifier(**kw)
+    return build_hicmae_classifier(**translate_official({**defaults, **overrides}, "audio_visual", "finetune"))
 
 
-def _official_pretrain(width: int, heads: int, decoder_width: int, decoder_heads: int, overrides: dict[str, Any]):
+def _official_pretrain(
+    width: int, heads: int, decoder_width: int, decoder_heads: int, overrides: dict[str, Any]
+) -> AudioVisualMaskedAutoencoder:
     defaults = {
         "img_size": 160,
         "patch_size": 16,
@@ -301,18 +270,15 @@ def _official_pretrain(width: int, heads: int, decoder_width: int, decoder_heads
         "encoder_fusion_depth": 2,
         "encoder_fusion_num_heads": heads,
     }
-    # ``num_classes`` and ``in_chans`` are accepted and ignored by the official class (``encoder_in_chans`` counts).
-    overrides = {k: v for k, v in overrides.items() if k not in ("num_classes", "in_chans")}
-    kw = _translate({**defaults, **overrides})
-    kw.setdefault("num_frames", 16)  # the official pre-training video patch embedding always assumes 16 frames
-    return build_hicmae_pretrain(**kw)
+    return build_hicmae_pretrain(**translate_official({**defaults, **overrides}, "audio_visual", "pretrain"))
 
 
 def _register_official_avit(width: int, heads: int) -> None:
     name = f"avit_dim{width}_patch16_160_a256"
 
-    @register_model(
+    @register(
         name,
+        _CLASSIFIER_KEYS | official_arguments("audio_visual", "finetune"),
         system="hicmae",
         kind="finetune",
         official=True,
@@ -326,8 +292,9 @@ def _register_official_avit(width: int, heads: int) -> None:
 def _register_official_pretrain(width: int, heads: int, decoder_width: int, decoder_heads: int) -> None:
     name = f"pretrain_hicmae_dim{width}_patch16_160_a256"
 
-    @register_model(
+    @register(
         name,
+        _PRETRAIN_KEYS | official_arguments("audio_visual", "pretrain"),
         system="hicmae",
         kind="pretrain",
         official=True,

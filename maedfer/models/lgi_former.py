@@ -200,8 +200,6 @@ class LGIFormer(TokenEncoder):
     ) -> None:
         kwargs.setdefault("num_heads", 8)
         super().__init__(**kwargs)
-        if self.block_settings.init_values:
-            raise ValueError("the LGI-Former does not support layer scale (init_values must be 0 or None)")
         if classify_tokens not in ("region", "org", "all"):
             raise ValueError(f"classify_tokens must be 'region', 'org' or 'all', got {classify_tokens!r}")
         region_size = tuple(int(v) for v in region_size)  # type: ignore[assignment]

@@ -13,7 +13,7 @@ config's paths) and writes ``folds_summary.md`` / ``.json`` (mean +- std) next t
 import sys
 from pathlib import Path
 
-from maedfer.train import main
+from maedfer.apps.train import main
 
 DEMO = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 

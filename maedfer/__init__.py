@@ -1,5 +1,6 @@
 """maedfer: self-supervised facial-affect learning (MAE-DFER, SVFAP, HiCMAE and VideoMAE) in one PyTorch toolkit."""
 
+from .models import zoo as _zoo  # noqa: F401  (the zoo registers every model entry on import)
 from .registry import create_model, is_model, list_models, model_entry, register_model
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ This module is the single place where the numbers of the official recipes live. 
 :data:`OFFICIAL_RECIPES` describes one official run (a pre-training on VoxCeleb2 or a fine-tuning on one dataset) in the
 official code's terms, with a ``source`` naming the spec section the facts come from. The YAML files under
 ``pretrain/configs`` and ``finetune/configs`` express the same recipes in maedfer's configuration schema
-(:mod:`maedfer.config`); ``tests/test_configs.py`` checks, field by field, that each file equals its entry here.
+(:mod:`maedfer.config`); ``tests/unit/test_configs.py`` checks, field by field, that each file equals its entry here.
 
 Keys are the config file stems: ``<system>_voxceleb2`` for pre-training (``pretrain/configs/<key>.yaml``) and
 ``<dataset>_<system>`` for fine-tuning (``finetune/configs/<key>.yaml``, dashes in dataset names become ``_``).

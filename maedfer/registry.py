@@ -2,7 +2,8 @@
 
 Every entry is a builder function that only sets sizes. Entries carry metadata: the system they belong to, whether they
 are a fine-tuning or pre-training model, the official names they answer to, and tiny overrides that make a fast test
-model of the same architecture.
+model of the same architecture. The registry is a leaf: the zoo modules (``maedfer.models.zoo*``) register their
+entries when ``maedfer`` is imported.
 """
 
 from __future__ import annotations
@@ -15,9 +16,25 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelEntry", "register_model", "create_model", "list_models", "model_entry", "is_model"]
+__all__ = [
+    "OFFICIAL_BEHAVIOUR",
+    "ModelEntry",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_entry",
+    "is_model",
+]
 
 logger = logging.getLogger(__name__)
+
+# Switches that make a maedfer pre-training model reproduce the official code of each system (maedfer's defaults fix
+# these behaviours; see the README). The trainer and the inference loader apply them to official checkpoints; the
+# parity checks apply them to the official fixtures.
+OFFICIAL_BEHAVIOUR: dict[str, dict[str, Any]] = {
+    "mae_dfer": {"decoder_pos_order": "official"},
+    "svfap": {"pretrain_context": "official", "upsample": "official"},
+}
 
 
 @dataclass(frozen=True)
@@ -89,13 +106,8 @@ def register_model(
     return decorator
 
 
-def _ensure_zoo_loaded() -> None:
-    from .models import zoo  # noqa: F401  (registers the entries on import)
-
-
 def model_entry(name: str) -> ModelEntry:
     """The :class:`ModelEntry` of ``name``; ``KeyError`` with close matches if unknown."""
-    _ensure_zoo_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -108,7 +120,6 @@ def model_entry(name: str) -> ModelEntry:
 
 def is_model(name: str) -> bool:
     """Whether ``name`` is registered."""
-    _ensure_zoo_loaded()
     return name in _REGISTRY
 
 
@@ -127,7 +138,6 @@ def list_models(
         kind: Keep only ``"finetune"`` or ``"pretrain"`` models.
         include_official: Also list the official registered names (aliases taking the official argument names).
     """
-    _ensure_zoo_loaded()
     names = []
     for entry in _REGISTRY.values():
         if entry.official and not include_official:

@@ -85,6 +85,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from .data.registry import SYNTHETIC_CLASSES
+
 __all__ = [
     "BACKGROUND_TEXTURES",
     "EMOTION_CLASSES",
@@ -98,6 +100,7 @@ __all__ = [
     "SyntheticIdentity",
     "SyntheticWorld",
     "class_index",
+    "ensure_synthetic_world",
     "expression_weight",
     "make_synthetic_world",
     "world_settings",
@@ -113,7 +116,7 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: The 7 classes in the DFEW label order (label ``k`` is ``EMOTION_CLASSES[k]``).
-EMOTION_CLASSES: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+EMOTION_CLASSES: tuple[str, ...] = SYNTHETIC_CLASSES
 #: Sampling rate of the synthetic audio in Hz.
 SAMPLE_RATE: int = 16000
 #: Output formats of :func:`make_synthetic_world`.
@@ -1531,7 +1534,7 @@ def _world_readme(world: SyntheticWorld, info: Mapping[str, Any]) -> str:
         "# maedfer synthetic face world",
         "",
         "Procedurally drawn talking faces (NumPy + Pillow, no external assets) with a voice-like audio track, written",
-        "by `maedfer.data.synthetic.make_synthetic_world` (or `tools/make_synthetic.py`). Every clip starts with a",
+        "by `maedfer.synthetic.make_synthetic_world` (or `tools/make_synthetic.py`). Every clip starts with a",
         "neutral face; the expression sets in and reaches its apex around the middle of the clip, then holds.",
         "",
         (
@@ -1728,7 +1731,7 @@ def make_synthetic_world(
     records = [record for record, _, _ in results]
 
     # Annotation files.
-    from .annotations import AnnotationRow, write_annotations
+    from .data.annotations import AnnotationRow, write_annotations
 
     annotation_files: dict[str, dict[str, Path]] = {}
     video_key = "frames_dir" if "frames" in chosen else "mp4"
@@ -1817,3 +1820,39 @@ def make_synthetic_world(
     world = SyntheticWorld(**{**world.__dict__, "seconds": round(seconds, 3)})
     logger.info("synthetic world: %d clips in %.1f s at %s", world.total_clips, seconds, root)
     return world
+
+
+def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = None, *, is_main: bool = True) -> Path:
+    """Generate the synthetic face world under ``root`` unless the one there was made with ``settings``.
+
+    Only the main process writes. A world generated with other settings (as recorded in its ``info.json``; unset
+    settings count as the generator's defaults) is regenerated in place, so changing ``data.synthetic`` in a config
+    never trains on a stale world. With empty ``settings`` any world already under ``root`` is used as it is.
+    """
+    import inspect
+
+    root = Path(root)
+    settings = dict(settings or {})
+    info_file = root / "info.json"
+    overwrite = False
+    if info_file.is_file() and not settings:  # no settings asked for: any world there will do
+        return root
+    if info_file.is_file():
+        stored = json.loads(info_file.read_text()).get("settings")
+        if stored is not None:  # worlds from before settings were recorded are regenerated
+            defaults = {
+                name: parameter.default
+                for name, parameter in inspect.signature(make_synthetic_world).parameters.items()
+                if name in stored
+            }
+            wanted = world_settings(**{**defaults, **settings})
+            if all(stored.get(key) == value for key, value in wanted.items()):
+                return root
+        overwrite = True
+    if is_main:
+        if overwrite:
+            logger.warning("the synthetic world under %s was made with other settings; regenerating it", root)
+        else:
+            logger.info("generating the synthetic face world under %s", root)
+        make_synthetic_world(root, overwrite=overwrite, **settings)
+    return root

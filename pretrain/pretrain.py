@@ -13,7 +13,7 @@ configuration ``pretrain/configs/demo.yaml`` is used.
 import sys
 from pathlib import Path
 
-from maedfer.train import main
+from maedfer.apps.train import main
 
 DEMO = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 

@@ -11,7 +11,7 @@ Timing: ``--warmup`` untimed calls, then ``--repeats`` timed calls under ``torch
 the minimum are reported (CUDA calls are synchronised). The machine, threads and versions are printed with the table.
 ``--compile`` adds a row per model and attention mode with the model compiled (``maedfer.compile.compile_model``);
 the compile happens in its first warm-up call, whose time is reported as ``compile s``. ``--train`` also times a
-training step (forward, squared-output loss, backward, AdamW; ``maedfer.profiling.measure_training_step``).
+training step (forward, squared-output loss, backward, AdamW; ``maedfer.apps.profiling.measure_training_step``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from maedfer.compile import compile_model  # noqa: E402
 from maedfer.engine.backends import autocast_context, resolve_precision  # noqa: E402
 from maedfer.layers import use_fused_attention  # noqa: E402
 from maedfer.models import example_inputs  # noqa: E402
-from maedfer.profiling import measure_training_step  # noqa: E402
+from maedfer.apps.profiling import measure_training_step  # noqa: E402
 
 
 _FIRST_CALL: list[float] = []  # time of the first call of each _time_forward (the compile, for compiled models)

@@ -44,7 +44,7 @@ import torch  # noqa: E402
 from maedfer.data.augment import FinetuneTrainTransform  # noqa: E402
 from maedfer.data.fast_pipeline import FastFinetuneTrainTransform  # noqa: E402
 from maedfer.data.pretrain_datasets import MaskSpec, PretrainClipDataset  # noqa: E402
-from maedfer.data.synthetic import make_synthetic_world  # noqa: E402
+from maedfer.synthetic import make_synthetic_world  # noqa: E402
 from maedfer.data.video_datasets import AudioConfig, VideoClipDataset  # noqa: E402
 
 logger = logging.getLogger("benchmark_loader")

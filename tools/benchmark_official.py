@@ -44,7 +44,7 @@ import torch.nn.functional as F  # noqa: E402
 import maedfer  # noqa: E402
 from maedfer.engine.backends import autocast_context  # noqa: E402
 from maedfer.models import example_inputs  # noqa: E402
-from maedfer.profiling import device_description  # noqa: E402
+from maedfer.apps.profiling import device_description  # noqa: E402
 from maedfer.tasks import VideoReconstructionObjective  # noqa: E402
 
 

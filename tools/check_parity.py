@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from maedfer.parity import run_parity
+from maedfer.parity.models import run_parity
 
 
 def main(argv: list[str] | None = None) -> int:

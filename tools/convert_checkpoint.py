@@ -47,7 +47,7 @@ from maedfer.checkpoint import (
     read_checkpoint,
     save_safetensors,
 )
-from maedfer.model_cards import (
+from maedfer.apps.model_cards import (
     CARDS_FOLDER,
     ModelCard,
     card_for_converted,

@@ -30,7 +30,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from maedfer.data.batch import add_input_arguments, extract_audio_job, resolve_inputs, run_jobs
+from maedfer.preprocess.batch import add_input_arguments, extract_audio_job, resolve_inputs, run_jobs
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv")
 

@@ -38,8 +38,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from maedfer.data.batch import add_input_arguments, resolve_inputs, run_jobs
-from maedfer.data.faces import VIDEO_SUFFIXES, FaceJob, FaceJobResult, find_clips, run_face_job
+from maedfer.preprocess.batch import add_input_arguments, resolve_inputs, run_jobs
+from maedfer.preprocess.faces import VIDEO_SUFFIXES, FaceJob, FaceJobResult, find_clips, run_face_job
 
 
 def output_folder(clip: Path, root: Path, out: Path) -> Path:

@@ -12,7 +12,7 @@ annotation file (``<clip> <label>``, ``<clip> <audio> <label>``, ``<clip> <audio
 detected, and its audio column is the audio of audio-visual models). Relative paths are relative to the current
 directory.
 
-Levels (see ``maedfer.features`` for every key and shape): ``pooled`` (the head input, one vector per clip),
+Levels (see ``maedfer.apps.features`` for every key and shape): ``pooled`` (the head input, one vector per clip),
 ``tokens`` (final token features in raster order, plus the grid shape) and ``layers`` (intermediate blocks; HiCMAE:
 the tapped encoder layers and the fusion outputs).
 
@@ -42,8 +42,8 @@ import torch  # noqa: E402
 
 from maedfer.compile import compile_blocks  # noqa: E402
 from maedfer.engine.backends import autocast_context, resolve_precision  # noqa: E402
-from maedfer.features import FEATURE_LEVELS, OUTPUT_FORMATS, extract_features_to_folder, read_video_list  # noqa: E402
-from maedfer.inference import INPUT_ERRORS, error_message, load_inference_model  # noqa: E402
+from maedfer.apps.features import FEATURE_LEVELS, OUTPUT_FORMATS, extract_features_to_folder, read_video_list  # noqa: E402
+from maedfer.apps.inference import INPUT_ERRORS, error_message, load_inference_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

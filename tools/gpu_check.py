@@ -12,11 +12,11 @@ Three sections (``--sections`` picks some):
   of a few parameter gradients (first, middle and last weight matrix, and all gradients together) must stay within
   :data:`TOLERANCES`.
 * ``train``: one pre-training step of each system (MAE-DFER, SVFAP, HiCMAE, VideoMAE) through the real trainer
-  (``maedfer.train.run`` on the official recipe config, the data switched to a tiny synthetic world) under DDP (one
+  (``maedfer.apps.train.run`` on the official recipe config, the data switched to a tiny synthetic world) under DDP (one
   process; NCCL on GPU, gloo on CPU) and DeepSpeed ZeRO-2, bf16. The step must finish with a finite loss and finite
   fp32 weights that moved away from the initial ones. ``train.compile=true`` is passed to the DDP runs when the
   config has that field.
-* ``profile``: ``maedfer.profiling.profile_model`` of the MAE-DFER and ViT-B pre-training models at batch 32 (2 with
+* ``profile``: ``maedfer.apps.profiling.profile_model`` of the MAE-DFER and ViT-B pre-training models at batch 32 (2 with
   ``--tiny``) in bf16: GMACs from both counters (they must agree), training throughput and, on a known GPU, MFU.
 
 Compilation is the slow part on a CPU: there only the first model is compiled unless ``--compile-all``;
@@ -58,7 +58,7 @@ from torch import nn
 import maedfer
 from maedfer.engine.backends import autocast_context
 from maedfer.models import example_inputs
-from maedfer.profiling import device_description, profile_model
+from maedfer.apps.profiling import device_description, profile_model
 from maedfer.registry import create_model, model_entry
 
 logger = logging.getLogger("maedfer.gpu_check")
@@ -357,7 +357,7 @@ def single_process_group(device: torch.device) -> Iterator[None]:
 
 
 def _detach_run_logging() -> None:
-    """Closes the console / log.txt handlers ``maedfer.train.run`` attached (each run adds its own)."""
+    """Closes the console / log.txt handlers ``maedfer.apps.train.run`` attached (each run adds its own)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_maedfer", False):
@@ -366,14 +366,14 @@ def _detach_run_logging() -> None:
 
 
 def check_train_step(system: str, backend: str, settings: Settings, reference_loss: float | None = None) -> CheckResult:
-    """One optimizer step of ``system`` through ``maedfer.train.run`` on ``backend`` (``ddp`` / ``deepspeed_zero2``).
+    """One optimizer step of ``system`` through ``maedfer.apps.train.run`` on ``backend`` (``ddp`` / ``deepspeed_zero2``).
 
     ``reference_loss``: the same system's loss under DDP, which a DeepSpeed step must match (see :data:`TOLERANCES`).
     """
     from maedfer.checkpoint import read_checkpoint
     from maedfer.config import load_config
     from maedfer.engine.distributed import seed_everything
-    from maedfer.train import build_model, run
+    from maedfer.apps.train import build_model, run
 
     on_deepspeed = backend.startswith("deepspeed")
     if on_deepspeed and importlib.util.find_spec("deepspeed") is None:  # not imported here: it picks its device
@@ -462,7 +462,7 @@ def run_checks(settings: Settings, sections: Sequence[str]) -> list[CheckResult]
         for label, name in PROFILE_MODELS.items():
             results.append(run_check(f"profile/{label}", lambda n=name, lab=label: check_profile(lab, n, settings)))
     if "train" in sections:
-        from maedfer.data.build import ensure_synthetic_world
+        from maedfer.synthetic import ensure_synthetic_world
 
         start = time.perf_counter()
         ensure_synthetic_world(settings.work_dir / "world", world_settings(settings.tiny))

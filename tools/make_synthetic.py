@@ -9,7 +9,7 @@ Examples:
     python tools/make_synthetic.py --out /tmp/tiny --identities 3 --clips-per-class 2 --frames 16 --size 64 \
         --formats frames,wav --workers 4
 
-See ``maedfer.data.synthetic`` for what is drawn and the layout that is written.
+See ``maedfer.synthetic`` for what is drawn and the layout that is written.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from maedfer.data.synthetic import FORMATS, make_synthetic_world
+from maedfer.synthetic import FORMATS, make_synthetic_world
 
 
 def _formats(text: str) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ The model is loaded once. Each video is decoded, its main face is cropped in eve
 --no-face-detect), and windows of --window source frames (default: the span the model was trained on,
 num_frames x sampling_rate) every --stride frames (default: half a window) are classified; a last window is added
 so the whole video is covered. Audio-visual models (HiCMAE) also read each window's soundtrack. See
-``maedfer.predict`` for the exact rules.
+``maedfer.apps.predict`` for the exact rules.
 
 Output, per video, in --out (default ``predictions/``): ``<stem>.csv`` (one row per window: window, start_frame,
 end_frame, start_s, end_s, then label, score and prob_<class> for classification, or one column per target for
@@ -38,10 +38,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from maedfer.compile import compile_model  # noqa: E402
-from maedfer.data.faces import FaceDetector  # noqa: E402
+from maedfer.preprocess.faces import FaceDetector  # noqa: E402
 from maedfer.data.readers import ClipReadError  # noqa: E402
-from maedfer.inference import INPUT_ERRORS, NoAudioError, error_message, load_inference_model  # noqa: E402
-from maedfer.predict import OUTPUT_FORMATS, WindowedPrediction, predict_video, save_outputs  # noqa: E402
+from maedfer.apps.inference import INPUT_ERRORS, NoAudioError, error_message, load_inference_model  # noqa: E402
+from maedfer.apps.predict import OUTPUT_FORMATS, WindowedPrediction, predict_video, save_outputs  # noqa: E402
 
 EXPECTED_ERRORS = (*INPUT_ERRORS, ImportError)  # a missing face-detection dependency says what to install
 

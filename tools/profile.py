@@ -28,7 +28,7 @@ import logging  # noqa: E402
 import torch  # noqa: E402
 
 import maedfer  # noqa: E402
-from maedfer.profiling import PAPER_CONFIGS, ProfileReport, profile_model  # noqa: E402
+from maedfer.apps.profiling import PAPER_CONFIGS, ProfileReport, profile_model  # noqa: E402
 
 
 def _fmt(value: float | None, spec: str) -> str:

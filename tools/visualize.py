@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from maedfer.inference import (
+from maedfer.apps.inference import (
     INPUT_ERRORS,
     InferenceModel,
     clip_to_input,
@@ -44,7 +44,7 @@ from maedfer.inference import (
     load_inference_model,
     read_video_frames,
 )
-from maedfer.visualize import (
+from maedfer.apps.visualize import (
     attention_maps,
     attention_overlay,
     centre_clip_audio,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from maedfer.data import prepare
+from maedfer.preprocess import prepare
 
 
 def main(argv: list[str] | None = None) -> int:

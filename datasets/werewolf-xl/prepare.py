@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from maedfer.data import prepare
+from maedfer.preprocess import prepare
 
 
 def main(argv: list[str] | None = None) -> int:

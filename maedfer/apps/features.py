@@ -63,10 +63,10 @@ datasets (:mod:`maedfer.data.sampling`): the loaded frames are every ``sampling_
 last one to at least ``num_frames``); ``num_clips`` views start at ``segment_temporal_start`` (evenly spaced, the
 first at the start and the last at the end of the video). With ``num_clips=1`` the single view is centred instead
 (the official rule is undefined there and the datasets start at frame 0). Each clip gets the single-view test
-transform (:func:`maedfer.inference.clip_to_input`: short-side resize and centre crop). For audio-visual models the
-soundtrack is read once (:func:`maedfer.inference.read_soundtrack`; none raises
-:class:`maedfer.inference.NoAudioError`), each clip's frame range is the test view's
-(:func:`~maedfer.data.sampling.view_audio_frame_range`), and :func:`maedfer.inference.clip_filterbank` cuts it with
+transform (:func:`maedfer.apps.inference.clip_to_input`: short-side resize and centre crop). For audio-visual models the
+soundtrack is read once (:func:`maedfer.apps.inference.read_soundtrack`; none raises
+:class:`maedfer.apps.inference.NoAudioError`), each clip's frame range is the test view's
+(:func:`~maedfer.data.sampling.view_audio_frame_range`), and :func:`maedfer.apps.inference.clip_filterbank` cuts it with
 HiCMAE's relative-timestamp rule and turns it into a filter bank with the model's settings.
 
 On disk (:func:`extract_features_to_folder`), each video is stored under a name: its file stem (a frame folder's
@@ -164,8 +164,8 @@ class _Anatomy:
 
 def _anatomy(model: nn.Module) -> _Anatomy:
     """Find the encoders of ``model`` (HiCMAE classifier / pre-training, video MAE or a fine-tuning encoder)."""
-    from .models.audio_visual import AudioVisualClassifier, AudioVisualMaskedAutoencoder
-    from .models.encoder import TokenEncoder
+    from ..models.audio_visual import AudioVisualClassifier, AudioVisualMaskedAutoencoder
+    from ..models.encoder import TokenEncoder
 
     if isinstance(model, (AudioVisualClassifier, AudioVisualMaskedAutoencoder)):
         return _Anatomy(
@@ -263,7 +263,7 @@ def _encode_video(
     model: nn.Module, parts: _Anatomy, video: Tensor, level: str, layers: Sequence[int] | None
 ) -> dict[str, Tensor]:
     """Features of a single-modality video model (fine-tuning encoder or masked autoencoder)."""
-    from .models.lgi_former import LGIFormer
+    from ..models.lgi_former import LGIFormer
 
     encoder = parts.video_encoder
     assert encoder is not None
@@ -349,8 +349,8 @@ def encode_clip(
     """Features of a batch of clips (see the module docstring for the keys and shapes of every level).
 
     Args:
-        loaded: The model (:func:`maedfer.inference.load_inference_model`).
-        video: ``float32 (B, 3, T, H, W)`` normalised clips (:func:`maedfer.inference.clip_to_input`); ``None`` only
+        loaded: The model (:func:`maedfer.apps.inference.load_inference_model`).
+        video: ``float32 (B, 3, T, H, W)`` normalised clips (:func:`maedfer.apps.inference.clip_to_input`); ``None`` only
             for an audio-only HiCMAE model.
         audio: ``float32 (B, 1, T_a, F)`` normalised filter banks for HiCMAE models with an audio encoder.
         level: ``"pooled"``, ``"tokens"`` or ``"layers"``.
@@ -402,7 +402,7 @@ def clip_views(
         :func:`~maedfer.data.sampling.stride_loaded_indices`), the start of each view in ``loaded`` and the
         ``(num_clips, L)`` int64 frame indices.
     """
-    from .data.sampling import segment_temporal_start, stride_loaded_indices
+    from ..data.sampling import segment_temporal_start, stride_loaded_indices
 
     if isinstance(num_clips, bool) or not isinstance(num_clips, (int, np.integer)) or num_clips < 1:
         raise ValueError(f"num_clips must be an integer >= 1, got {num_clips!r}")
@@ -428,10 +428,10 @@ def _clip_filterbanks(
         samples each clip used.
 
     Raises:
-        maedfer.inference.NoAudioError: ``audio_source`` has no (or an empty) audio track, or is a frame folder.
+        maedfer.apps.inference.NoAudioError: ``audio_source`` has no (or an empty) audio track, or is a frame folder.
         maedfer.data.sampling.AudioSegmentError: A clip's audio is too short.
     """
-    from .data.sampling import view_audio_frame_range
+    from ..data.sampling import view_audio_frame_range
 
     fbank = loaded.fbank
     assert fbank is not None
@@ -471,7 +471,7 @@ def extract_video_features(
         detect_faces: Crop the main face of every frame first (``False`` for videos that are already face crops).
         audio_path: Audio source of an audio-visual model (a wav, or any file with an audio track); default
             ``path`` itself.
-        detector: A :class:`maedfer.data.faces.FaceDetector` to reuse across videos.
+        detector: A :class:`maedfer.preprocess.faces.FaceDetector` to reuse across videos.
         video_backend: ``"auto"``, ``"decord"`` or ``"pyav"``.
 
     Returns:
@@ -483,9 +483,9 @@ def extract_video_features(
     Raises:
         FileNotFoundError: ``path`` (or ``audio_path``) does not exist.
         maedfer.data.readers.ClipReadError: The video cannot be decoded.
-        maedfer.inference.NoAudioError: (a ``ClipReadError``) An audio-visual model's audio source has no audio
+        maedfer.apps.inference.NoAudioError: (a ``ClipReadError``) An audio-visual model's audio source has no audio
             track, an empty one, or is a frame folder (the message names the file).
-        maedfer.data.faces.NoFaceError: ``detect_faces`` and no face was found.
+        maedfer.preprocess.faces.NoFaceError: ``detect_faces`` and no face was found.
         maedfer.data.sampling.AudioSegmentError: A clip's audio is too short.
         ValueError: Bad ``level`` / ``layers`` / ``num_clips``.
     """
@@ -524,7 +524,7 @@ def read_video_list(list_file: PathLike) -> tuple[list[Path], list[Path | None]]
 
     Two layouts are recognised from the first line that is not blank or a ``#`` comment:
 
-    * one path per line: a plain list (:func:`maedfer.data.batch.read_path_list`, first field of each line);
+    * one path per line: a plain list (:func:`maedfer.preprocess.batch.read_path_list`, first field of each line);
     * two or more fields: an official annotation file (:func:`maedfer.data.annotations.read_annotations`):
       ``<clip> <label>`` (classification / pretrain), ``<clip> <audio> <int label>`` (audio_visual) or
       ``<clip> <audio> <target> ...`` (regression). The audio column, if any, becomes the audio source.
@@ -538,8 +538,8 @@ def read_video_list(list_file: PathLike) -> tuple[list[Path], list[Path | None]]
         FileNotFoundError: ``list_file`` does not exist.
         maedfer.data.annotations.AnnotationError: A malformed annotation line.
     """
-    from .data.annotations import read_annotations
-    from .data.batch import read_path_list
+    from ..data.annotations import read_annotations
+    from ..preprocess.batch import read_path_list
 
     source = Path(list_file)
     if not source.is_file():
@@ -628,7 +628,7 @@ class ExtractionSummary:
 
 def _atomic_save_npy(target: Path, array: np.ndarray) -> None:
     """``np.save`` (no pickles) into memory, then :func:`maedfer.checkpoint.atomic_write_bytes`."""
-    from .checkpoint import atomic_write_bytes
+    from ..checkpoint import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -660,7 +660,7 @@ def _write_outputs(
     audio: Path | None,
 ) -> dict[str, Any]:
     """Write one video's arrays (atomically; the completion marker last) and return its manifest record."""
-    from .checkpoint import atomic_write_text, save_safetensors
+    from ..checkpoint import atomic_write_text, save_safetensors
 
     if output_format == "safetensors":
         file_name = f"{name}.safetensors"
@@ -832,7 +832,7 @@ def extract_features_to_folder(
         num_clips: Clips per video.
         detect_faces: Crop the main face first.
         audio_paths: Per video, its audio source for audio-visual models (``None`` entries: the video itself).
-        detector: A :class:`maedfer.data.faces.FaceDetector` to use (default: one of ``detector_backend``, created
+        detector: A :class:`maedfer.preprocess.faces.FaceDetector` to use (default: one of ``detector_backend``, created
             once for the run).
         detector_backend: ``"auto"``, ``"yunet"`` or ``"haar"``.
         video_backend: ``"auto"``, ``"decord"`` or ``"pyav"``.
@@ -846,8 +846,8 @@ def extract_features_to_folder(
     Raises:
         ValueError: Bad settings (format, level, layers, num_clips) or inputs that cannot be named apart.
     """
-    from .data.faces import NoFaceError
-    from .data.readers import ClipReadError
+    from ..preprocess.faces import NoFaceError
+    from ..data.readers import ClipReadError
 
     if format not in OUTPUT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {format!r}")
@@ -886,7 +886,7 @@ def extract_features_to_folder(
     kept = {name: record for name, record in _read_manifest(manifest).items()
             if name not in names and _files_complete(folder, record)}
     kept.update(existing)
-    from .checkpoint import atomic_write_text
+    from ..checkpoint import atomic_write_text
 
     atomic_write_text(manifest, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept.values()))
 
@@ -895,7 +895,7 @@ def extract_features_to_folder(
     if existing:
         logger.info("%d of %d videos already done in %s", len(existing), len(inputs), folder)
     if detect_faces and detector is None and pending:
-        from .data.faces import FaceDetector
+        from ..preprocess.faces import FaceDetector
 
         detector = FaceDetector(backend=detector_backend)  # type: ignore[arg-type]
     iterator: Any = pending

@@ -5,7 +5,7 @@ resolved config, so :func:`load_inference_model` rebuilds the exact model from i
 (an official release, a converted safetensors file) needs the registry name (and any constructor overrides) of the
 model it holds; the input geometry is then read from the model itself.
 
-Inputs of a video (shared by :mod:`maedfer.predict`, :mod:`maedfer.features` and :mod:`maedfer.visualize`):
+Inputs of a video (shared by :mod:`maedfer.apps.predict`, :mod:`maedfer.apps.features` and :mod:`maedfer.apps.visualize`):
 
 * frames: :func:`read_video_frames` (decoding and face crops) and :func:`clip_to_input` (the test transform);
 * audio (HiCMAE's audio-visual and audio-only models): :func:`read_soundtrack` reads the whole soundtrack once
@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import FbankConfig
-from .checkpoint import CheckpointError, read_checkpoint
-from .config import ExperimentConfig, config_from_dict
-from .data.build import audio_fbank_config
-from .data.faces import NoFaceError
-from .data.readers import ClipReadError, VideoFileReader
-from .data.sampling import AudioSegment
+from ..audio import FbankConfig
+from ..checkpoint import CheckpointError, read_checkpoint
+from ..config import ExperimentConfig, config_from_dict
+from ..data.build import audio_fbank_config
+from ..preprocess.faces import NoFaceError
+from ..data.readers import ClipReadError, VideoFileReader
+from ..data.sampling import AudioSegment
 
 __all__ = [
     "AUDIO_MODALITIES",
@@ -117,7 +117,7 @@ def label_names_for(dataset: str | None, num_outputs: int, task: str) -> list[st
     (:func:`maedfer.data.registry.dataset_label_names`) when there is one per output, else ``None`` (callers then
     use ``class_0``, ``class_1`` ...).
     """
-    from .data.registry import dataset_label_names
+    from ..data.registry import dataset_label_names
 
     if dataset is None:
         return None
@@ -138,7 +138,7 @@ def _task_of(kind: str, config: ExperimentConfig | None) -> str:
 def video_encoder(model: nn.Module) -> nn.Module | None:
     """The video :class:`~maedfer.models.encoder.TokenEncoder` of a model: the model itself (a fine-tuning encoder),
     its ``encoder`` (masked autoencoders, HiCMAE), or ``None`` (an audio-only model)."""
-    from .models.encoder import TokenEncoder
+    from ..models.encoder import TokenEncoder
 
     for candidate in (model, getattr(model, "encoder", None)):
         if isinstance(candidate, TokenEncoder) and hasattr(candidate.patch_embed, "tubelet_size"):
@@ -188,8 +188,8 @@ def load_inference_model(
         CheckpointError: The file cannot be read, has no config and ``model_name`` is missing, or a fine-tuned
             model's head is not in the file (its predictions would come from random weights).
     """
-    from .checkpoint import load_checkpoint
-    from .registry import create_model, list_models, model_entry
+    from ..checkpoint import load_checkpoint
+    from ..registry import create_model, list_models, model_entry
 
     path = Path(checkpoint)
     if not path.is_file():
@@ -218,7 +218,7 @@ def load_inference_model(
     kwargs.update(model_kwargs or {})
     entry = model_entry(name)
     if config is not None and config.model.official_behaviour and entry.kind == "pretrain":
-        from .parity import OFFICIAL_BEHAVIOUR
+        from ..registry import OFFICIAL_BEHAVIOUR
 
         for key, value in OFFICIAL_BEHAVIOUR.get(entry.system, {}).items():
             kwargs.setdefault(key, value)
@@ -312,7 +312,7 @@ def read_video_frames(
         detect_faces: Detect and track the main face and return crops of it; ``False`` returns the frames as they
             are (for videos that are already face crops, like the datasets' released face clips).
         face_size: Side of the face crops in pixels.
-        detector: A :class:`maedfer.data.faces.FaceDetector` to reuse (default: a new one of ``detector_backend``).
+        detector: A :class:`maedfer.preprocess.faces.FaceDetector` to reuse (default: a new one of ``detector_backend``).
         detector_backend: ``"auto"``, ``"yunet"`` or ``"haar"``.
         detect_every: Run the detector on every N-th frame only (the boxes are tracked in between).
         video_backend: ``"auto"``, ``"decord"`` or ``"pyav"``.
@@ -323,10 +323,10 @@ def read_video_frames(
     Raises:
         FileNotFoundError: ``path`` does not exist.
         maedfer.data.readers.ClipReadError: The file cannot be decoded or has no frames.
-        maedfer.data.faces.NoFaceError: ``detect_faces`` and no frame shows a face (the message names the file).
+        maedfer.preprocess.faces.NoFaceError: ``detect_faces`` and no frame shows a face (the message names the file).
     """
-    from .data.faces import FaceDetector, extract_face_clip, iter_clip_frames
-    from .data.readers import open_clip
+    from ..preprocess.faces import FaceDetector, extract_face_clip, iter_clip_frames
+    from ..data.readers import open_clip
 
     source = Path(path)
     if not source.exists():
@@ -359,7 +359,7 @@ def clip_to_input(frames: Any, loaded: InferenceModel) -> torch.Tensor:
     Returns:
         ``float32 (3, T, S, S)`` with ``S = loaded.input_size``.
     """
-    from .data.transforms import center_crop, resize_frames_short_side, to_normalized_tensor
+    from ..data.transforms import center_crop, resize_frames_short_side, to_normalized_tensor
 
     if frames.shape[0] != loaded.num_frames:
         raise ValueError(f"the model takes clips of {loaded.num_frames} frames, got {frames.shape[0]}")
@@ -417,7 +417,7 @@ def read_soundtrack(path: PathLike, sample_rate: int, *, modality: str | None = 
         NoAudioError: ``path`` is a frame folder, or has no audio track, or an empty one.
         maedfer.data.readers.ClipReadError: The file cannot be decoded.
     """
-    from .data.readers import read_audio
+    from ..data.readers import read_audio
 
     source = Path(path)
     if source.is_dir():
@@ -463,8 +463,8 @@ def clip_audio_segment(
     Raises:
         maedfer.data.sampling.AudioSegmentError: (a ``ValueError``) The cut is too short for a filter bank.
     """
-    from .audio import num_fbank_frames
-    from .data.sampling import AudioSegmentError, audio_segment
+    from ..audio import num_fbank_frames
+    from ..data.sampling import AudioSegmentError, audio_segment
 
     segment = audio_segment(
         first_frame, last_frame, num_frames_total, int(num_samples_total), sample_rate=fbank.sample_rate,
@@ -506,7 +506,7 @@ def clip_filterbank(
     Raises:
         maedfer.data.sampling.AudioSegmentError: (a ``ValueError``) The cut is too short for a filter bank.
     """
-    from .audio import wav_to_fbank
+    from ..audio import wav_to_fbank
 
     segment = clip_audio_segment(int(waveform.shape[-1]), first_frame, last_frame, num_frames_total, fbank, path=path)
     return wav_to_fbank(waveform[..., segment.slice], fbank)

@@ -18,10 +18,10 @@ default window (``n = T * sr``) this is ``start, start + sr, ...``, the official
 shorter than ``T`` frames repeats frames.
 
 Audio (audio-visual and audio-only models, HiCMAE): the video file's soundtrack is read once at the filter bank's
-sampling rate (:func:`maedfer.inference.read_soundtrack`; a video without one raises :class:`NoAudioError`). A
+sampling rate (:func:`maedfer.apps.inference.read_soundtrack`; a video without one raises :class:`NoAudioError`). A
 window ``[start, end)`` is treated as a clip of ``end - start`` frames taken at stride 1, so its audio runs from
 its first frame to the frame after it (the last frame at most), as in HiCMAE fine-tuning
-(:func:`maedfer.data.sampling.window_audio_frame_range`); :func:`maedfer.inference.clip_filterbank` cuts that
+(:func:`maedfer.data.sampling.window_audio_frame_range`); :func:`maedfer.apps.inference.clip_filterbank` cuts that
 range with the relative-time rule (frame ``i`` of ``N`` sits at ``i / (N - 1)`` of the waveform) and returns the
 ``(1, target_length, mel bins)`` filter bank.
 
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_bytes, atomic_write_text
+from ..checkpoint import atomic_write_bytes, atomic_write_text
 from .inference import (
     InferenceModel,
     NoAudioError,
@@ -153,7 +153,7 @@ def default_window(loaded: InferenceModel, fps: float) -> int:
     if loaded.num_frames > 0 and loaded.sampling_rate > 0:
         return int(loaded.num_frames * loaded.sampling_rate)
     if loaded.fbank is not None:
-        from .audio import spectrogram_duration_s
+        from ..audio import spectrogram_duration_s
 
         return max(1, int(round(spectrogram_duration_s(loaded.fbank) * fps)))
     raise ValueError(f"model {loaded.name} states no clip geometry; pass window=...")
@@ -338,7 +338,7 @@ def _output_names(loaded: InferenceModel, num_outputs: int) -> list[str]:
 
 def _frame_count_and_fps(path: Path) -> tuple[int, float]:
     """Frame count and rate of a video without decoding it (for audio-only models)."""
-    from .data.readers import VideoFileReader, open_clip
+    from ..data.readers import VideoFileReader, open_clip
     from .inference import reader_fps
 
     reader = open_clip(path)
@@ -370,15 +370,15 @@ def predict_video(
     """Predict every window of a video (see the module docstring for the windows and the audio cut).
 
     Args:
-        loaded: A fine-tuned model from :func:`maedfer.inference.load_inference_model`.
+        loaded: A fine-tuned model from :func:`maedfer.apps.inference.load_inference_model`.
         video: A video file, a frame folder, or frames already read with
-            :func:`maedfer.inference.read_video_frames` (audio is then read from ``video.path``).
+            :func:`maedfer.apps.inference.read_video_frames` (audio is then read from ``video.path``).
         window: Window length in source frames (default: :func:`default_window`).
         stride: Step between windows in source frames (default ``window // 2``, at least 1).
         batch_size: Windows per forward pass.
         detect_faces: Crop the main face in every frame (``False`` for videos that are already face crops).
         face_size: Side of the face crops (default ``max(loaded.short_side_size, loaded.input_size)``).
-        detector: A :class:`maedfer.data.faces.FaceDetector` to reuse across videos.
+        detector: A :class:`maedfer.preprocess.faces.FaceDetector` to reuse across videos.
         precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         progress: Show a tqdm progress bar over the windows.
 
@@ -388,7 +388,7 @@ def predict_video(
     Raises:
         FileNotFoundError: ``video`` does not exist.
         maedfer.data.readers.ClipReadError: The video cannot be decoded.
-        maedfer.data.faces.NoFaceError: ``detect_faces`` and no frame shows a face.
+        maedfer.preprocess.faces.NoFaceError: ``detect_faces`` and no frame shows a face.
         NoAudioError: (a ``ClipReadError``) The model needs audio and the video has no audio track (or an empty
             one, or it is a frame folder).
         maedfer.data.sampling.AudioSegmentError: A window's audio is too short for a filter bank.
@@ -396,7 +396,7 @@ def predict_video(
     """
     from tqdm import tqdm
 
-    from .data.sampling import window_audio_frame_range
+    from ..data.sampling import window_audio_frame_range
 
     if loaded.task not in ("classification", "regression"):
         raise ValueError(
@@ -404,7 +404,7 @@ def predict_video(
             "classification or regression checkpoint"
         )
     batch = _positive_int(batch_size, "batch_size")
-    from .engine.backends import autocast_context, resolve_precision
+    from ..engine.backends import autocast_context, resolve_precision
 
     autocast = autocast_context(loaded.device, resolve_precision(precision, loaded.device))
     needs_video = loaded.modality != "audio"
@@ -432,7 +432,7 @@ def predict_video(
         else:
             total, fps = _frame_count_and_fps(path)
     if frames is not None and min(frames.shape[1:3]) != loaded.short_side_size:
-        from .data.transforms import resize_frames_short_side
+        from ..data.transforms import resize_frames_short_side
 
         frames = resize_frames_short_side(frames, loaded.short_side_size)  # once, instead of once per window
 

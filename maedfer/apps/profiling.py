@@ -30,8 +30,8 @@ from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from .engine.backends import autocast_context, resolve_precision
-from .layers import use_fused_attention
+from ..engine.backends import autocast_context, resolve_precision
+from ..layers import use_fused_attention
 
 __all__ = [
     "MacCount",
@@ -373,7 +373,7 @@ class ProfileReport:
 
 
 def _geometry_overrides(name: str, frames: int | None, img: int | None, audio_len: int | None) -> dict[str, Any]:
-    from .registry import model_entry
+    from ..registry import model_entry
 
     entry = model_entry(name)
     overrides: dict[str, Any] = {}
@@ -451,8 +451,8 @@ def profile_model(
         overrides: Extra constructor arguments.
         compile: Time the model under ``torch.compile`` (:func:`maedfer.compile.compile_model`; counts are eager).
     """
-    from .models import example_inputs
-    from .registry import create_model, model_entry
+    from ..models import example_inputs
+    from ..registry import create_model, model_entry
 
     entry = model_entry(name)
     if mode is not None and mode != entry.kind:
@@ -506,7 +506,7 @@ def profile_model(
     )
     if measure_speed:
         if compile:
-            from .compile import compile_model
+            from ..compile import compile_model
 
             compile_model(model)
             notes.append("timed under torch.compile (the compile itself is in the warm-up)")

@@ -26,12 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_text
-from .config import ExperimentConfig, dump_config, load_config
+from ..checkpoint import atomic_write_text
+from ..config import ExperimentConfig, dump_config, load_config
 
 __all__ = ["main", "run", "parse_folds"]
 
-logger = logging.getLogger("maedfer.train")
+logger = logging.getLogger(__name__)
+
+#: Where the synthetic world is generated when `data.root` is not set.
+SYNTHETIC_DEFAULT_ROOT = "runs/synthetic_world"
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -56,7 +59,7 @@ def fold_name(dataset: str, fold: str) -> str:
     if not fold.isdigit():
         return fold
     try:
-        from .data.registry import dataset_info
+        from ..data.registry import dataset_info
 
         folds = dataset_info(dataset).folds
     except (KeyError, ValueError):
@@ -82,6 +85,35 @@ def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
     if cfg.model.checkpoint is not None:
         cfg.model.checkpoint = cfg.model.checkpoint.replace("{fold}", fold)
     return cfg
+
+
+def with_synthetic_world(cfg: ExperimentConfig, model: nn.Module, *, rank: int = 0, world_size: int = 1) -> ExperimentConfig:
+    """``cfg`` with the synthetic world's split files filled in when ``data.dataset`` is ``synthetic``.
+
+    The world is generated under ``data.root`` (default ``runs/synthetic_world``) on first use, by rank 0 only (the
+    other ranks wait), so every command runs on a fresh machine without licensed data. Explicit files win.
+    """
+    import dataclasses
+
+    from ..synthetic import ensure_synthetic_world
+
+    data, task = cfg.data, cfg.train.task
+    if data.dataset != "synthetic":
+        return cfg
+    root = ensure_synthetic_world(data.root or SYNTHETIC_DEFAULT_ROOT, data.synthetic, is_main=rank == 0)
+    if world_size > 1:
+        torch.distributed.barrier()
+    audio = getattr(model, "encoder_audio", None) is not None
+    if task == "pretrain":
+        sub = {"train": "pretrain/train.csv"}
+    else:
+        kind = "regression" if task == "regression" else ("audio_visual" if audio else "classification")
+        sub = {split: f"{kind}/{split}.csv" for split in ("train", "val", "test")}
+    files = {f"{split}_file": getattr(data, f"{split}_file") or str(root / rel) for split, rel in sub.items()}
+    if task == "pretrain" and audio and not data.audio_path_replacements:
+        # the synthetic world keeps videos/<clip>.mp4 next to audio/<clip>.wav
+        files["audio_path_replacements"] = [["/videos/", "/audio/"], [".mp4", ".wav"]]
+    return dataclasses.replace(cfg, data=dataclasses.replace(data, **files))
 
 
 def setup_logging(output_dir: Path, is_main: bool) -> None:
@@ -117,8 +149,7 @@ def model_inputs(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tens
 # -------------------------------------------------------------------------------------------------- building
 def build_model(cfg: ExperimentConfig) -> nn.Module:
     """The model of ``cfg.model`` (weights from ``cfg.model.checkpoint`` if given)."""
-    from .parity import OFFICIAL_BEHAVIOUR
-    from .registry import create_model, model_entry
+    from ..registry import OFFICIAL_BEHAVIOUR, create_model, model_entry
 
     entry = model_entry(cfg.model.name)
     kwargs = dict(cfg.model.kwargs)
@@ -143,7 +174,7 @@ def build_task(cfg: ExperimentConfig, model: nn.Module, num_classes: int, mixup:
     """The task object for ``cfg.train.task``."""
     train = cfg.train
     if train.task == "pretrain":
-        from .tasks import (
+        from ..tasks import (
             AudioVisualReconstructionObjective,
             MaskedAudioVisualPretrainTask,
             MaskedVideoPretrainTask,
@@ -169,7 +200,7 @@ def build_task(cfg: ExperimentConfig, model: nn.Module, num_classes: int, mixup:
             )
             return MaskedAudioVisualPretrainTask(model, objective)
         return MaskedVideoPretrainTask(model, video)
-    from .tasks.finetune import ClassificationTask, RegressionTask
+    from ..tasks.finetune import ClassificationTask, RegressionTask
 
     if train.task == "classification":
         return ClassificationTask(model, num_classes=num_classes, mixup=mixup, label_smoothing=cfg.data.label_smoothing)
@@ -227,8 +258,8 @@ def summarize_predictions(
 
     Views are de-duplicated by ``(path, segment, crop)`` (the distributed sampler pads with repeats).
     """
-    from .data.transforms import aggregate_view_predictions
-    from .engine.metrics import classification_metrics, confusion_matrix, regression_metrics
+    from ..data.transforms import aggregate_view_predictions
+    from ..engine.metrics import classification_metrics, confusion_matrix, regression_metrics
 
     videos = aggregate_view_predictions(
         ({**record, "video_id": record["path"]} for record in records),
@@ -254,15 +285,15 @@ def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------------ run
 def run(cfg: ExperimentConfig) -> dict[str, Any]:
     """Train (and evaluate) one configuration; returns the final metrics (rank 0) and the output paths."""
-    from .compile import compile_model
-    from .data.build import build_data, build_mixup
-    from .data.registry import dataset_label_names
-    from .data.video_datasets import SkipCounter
-    from .engine.backends import build_backend, resolve_precision
-    from .engine.distributed import init_distributed, seed_everything
-    from .engine.optim import param_groups, scaled_lr
-    from .engine.schedule import cosine_schedule
-    from .engine.trainer import Trainer, find_latest_checkpoint
+    from ..compile import compile_model
+    from ..data.build import build_data, build_mixup
+    from ..data.registry import dataset_label_names
+    from ..data.video_datasets import SkipCounter
+    from ..engine.backends import build_backend, resolve_precision
+    from ..engine.distributed import init_distributed, seed_everything
+    from ..engine.optim import param_groups, scaled_lr
+    from ..engine.schedule import cosine_schedule
+    from ..engine.trainer import Trainer, find_latest_checkpoint
 
     env = init_distributed()
     is_main = env.rank == 0
@@ -277,7 +308,8 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         logger.info("output: %s; %d process(es) on %s; precision %s", output_dir, env.world_size, device, precision)
 
     model = build_model(cfg).to(device)
-    data = build_data(cfg, model, rank=env.rank, world_size=env.world_size)
+    data_cfg = with_synthetic_world(cfg, model, rank=env.rank, world_size=env.world_size)
+    data = build_data(data_cfg, model, rank=env.rank, world_size=env.world_size)
     num_classes = data.num_classes
     mixup = build_mixup(cfg, num_classes) if cfg.train.task == "classification" else None
     task = build_task(cfg, model, num_classes, mixup)
@@ -379,7 +411,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         if is_main:
             atomic_write_text(output_dir / "test_metrics.json", json.dumps(metrics, indent=2, default=_json_default))
             if cm is not None:
-                from .engine.metrics import save_confusion_matrix
+                from ..engine.metrics import save_confusion_matrix
 
                 names = list(label_names or [str(i) for i in range(num_classes)])
                 save_confusion_matrix(cm, names, output_dir / "confusion_matrix.csv", output_dir / "confusion_matrix.png")
@@ -455,7 +487,7 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
         results[fold] = run(_with_fold(cfg, fold))
     summary_dir = Path(cfg.train.output_dir.split("{fold}")[0] or ".")
     if int(os.environ.get("RANK", "0")) == 0:
-        from .engine.metrics import format_fold_table, summarize_folds
+        from ..engine.metrics import format_fold_table, summarize_folds
 
         per_fold = [_scalar_metrics(results[f].get("test", {})) for f in folds]
         table = format_fold_table(folds, per_fold) if per_fold and per_fold[0] else "(no test metrics)"

@@ -16,9 +16,9 @@ Attention
 Clips
     :func:`centre_clip_indices` picks the test-time view in the middle of a video and :func:`centre_clip_audio` the
     filter bank of its audio (HiCMAE models), cut with the relative-time rule of the evaluation
-    (:func:`maedfer.data.sampling.view_audio_frame_range`, :func:`maedfer.inference.clip_filterbank`). An
+    (:func:`maedfer.data.sampling.view_audio_frame_range`, :func:`maedfer.apps.inference.clip_filterbank`). An
     audio-visual model is never fed silence: a video without a soundtrack raises
-    :class:`maedfer.inference.NoAudioError`.
+    :class:`maedfer.apps.inference.NoAudioError`.
 
 All figures are ``uint8 (H, W, 3)`` RGB arrays; :func:`save_png` writes them atomically.
 """
@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import FbankConfig
-from .masking import build_mask_generator
-from .targets import IMAGENET_MEAN, IMAGENET_STD, patchify_video, unpatchify_video
+from ..audio import FbankConfig
+from ..masking import build_mask_generator
+from ..targets import IMAGENET_MEAN, IMAGENET_STD, patchify_video, unpatchify_video
 
 __all__ = [
     "LABEL_WIDTH",
@@ -200,7 +200,7 @@ def default_video_mask(
     Raises:
         ValueError: If the model has no video encoder or the kind does not fit it.
     """
-    from .data.build import pretraining_mask
+    from ..data.build import pretraining_mask
 
     encoder = _video_encoder(model)
     kind, window = pretraining_mask(encoder, mask_kind)
@@ -209,7 +209,7 @@ def default_video_mask(
 
 
 def _video_encoder(model: nn.Module) -> nn.Module:
-    """The video encoder of a model (:func:`maedfer.inference.video_encoder`); a ``ValueError`` without one."""
+    """The video encoder of a model (:func:`maedfer.apps.inference.video_encoder`); a ``ValueError`` without one."""
     from .inference import video_encoder
 
     encoder = video_encoder(model)
@@ -277,7 +277,7 @@ def reconstruction_figure(
     Args:
         model: A pre-training model: :class:`~maedfer.models.MaskedVideoAutoencoder` (VideoMAE, MAE-DFER's
             LGI-Former, SVFAP's TPSBT) or :class:`~maedfer.models.audio_visual.AudioVisualMaskedAutoencoder` (HiCMAE).
-        video: ``(1, 3, T, H, W)`` float, ImageNet-normalised (e.g. :func:`maedfer.inference.clip_to_input`).
+        video: ``(1, 3, T, H, W)`` float, ImageNet-normalised (e.g. :func:`maedfer.apps.inference.clip_to_input`).
         mask: ``(1, N)`` or ``(N,)`` bool, True = masked; default :func:`default_video_mask` with ``mask_ratio`` and
             ``seed`` (the model's training mask kind).
         frame_diff_group_size: The training config's ``train.frame_diff_group_size`` (2 for MAE-DFER / HiCMAE
@@ -301,8 +301,8 @@ def reconstruction_figure(
         ValueError: If ``model`` is not a masked autoencoder, the clip, mask, audio or settings do not fit it, or a
             HiCMAE model gets no audio (silence would make its reconstruction meaningless).
     """
-    from .models.audio_visual import AudioVisualMaskedAutoencoder
-    from .models.mae import MaskedVideoAutoencoder
+    from ..models.audio_visual import AudioVisualMaskedAutoencoder
+    from ..models.mae import MaskedVideoAutoencoder
 
     if not isinstance(model, (MaskedVideoAutoencoder, AudioVisualMaskedAutoencoder)):
         raise ValueError(
@@ -484,7 +484,7 @@ def attention_maps(model: nn.Module, video: torch.Tensor, *, layer: int = -1) ->
     Raises:
         ValueError: If the model has no video encoder, the clip does not fit or ``layer`` is out of range.
     """
-    from .models.lgi_former import LGIFormer
+    from ..models.lgi_former import LGIFormer
 
     encoder = _video_encoder(model)
     _check_clip(video, encoder)
@@ -625,7 +625,7 @@ def attention_overlay(
 def centre_clip_indices(num_frames_total: int, clip_len: int, sampling_rate: int) -> np.ndarray:
     """Frame indices of the clip in the middle of a video: every ``sampling_rate``-th frame.
 
-    The single centred test view of :func:`maedfer.features.clip_views`: the frames loaded as in the official test
+    The single centred test view of :func:`maedfer.apps.features.clip_views`: the frames loaded as in the official test
     mode (:func:`maedfer.data.sampling.stride_loaded_indices`: every ``sr``-th frame, the last one repeated for short
     videos) and the centred window of ``clip_len`` of them.
 
@@ -656,7 +656,7 @@ def centre_clip_audio(
 
     The audio frame range is the test view's (:func:`maedfer.data.sampling.view_audio_frame_range`: from the clip's
     first frame to ``sampling_rate`` frames after its last one, the video's last frame at most) and the waveform is
-    cut with HiCMAE's relative-time rule (:func:`maedfer.inference.clip_filterbank`).
+    cut with HiCMAE's relative-time rule (:func:`maedfer.apps.inference.clip_filterbank`).
 
     Args:
         path: Video (or audio) file with the soundtrack.
@@ -664,18 +664,18 @@ def centre_clip_audio(
         clip_len: Frames per clip ``L``.
         sampling_rate: Stride ``sr``.
         fbank: :class:`maedfer.audio.FbankConfig` of the model (``loaded.fbank``).
-        modality: The model's modality, named in the :class:`~maedfer.inference.NoAudioError` message.
+        modality: The model's modality, named in the :class:`~maedfer.apps.inference.NoAudioError` message.
 
     Returns:
         ``float32 (1, fbank.target_length, fbank.num_mel_bins)``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        maedfer.inference.NoAudioError: ``path`` has no (or an empty) audio track, or is a frame folder.
+        maedfer.apps.inference.NoAudioError: ``path`` has no (or an empty) audio track, or is a frame folder.
         maedfer.data.readers.ClipReadError: The audio cannot be decoded.
         maedfer.data.sampling.AudioSegmentError: (a ``ValueError``) The clip's audio is too short.
     """
-    from .data.sampling import view_audio_frame_range
+    from ..data.sampling import view_audio_frame_range
     from .features import clip_views
     from .inference import clip_filterbank, read_soundtrack
 
@@ -717,7 +717,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """
     from PIL import Image
 
-    from .checkpoint import atomic_write_bytes
+    from ..checkpoint import atomic_write_bytes
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -1,7 +1,7 @@
 """Build datasets and data loaders from an :class:`~maedfer.config.ExperimentConfig`.
 
-The embedded default (``data.dataset: synthetic``) generates the synthetic face world under ``data.root`` on first use
-(rank 0 only; the other ranks wait), so every command runs on a fresh machine without licensed data.
+The split files come from ``data.train_file`` / ``val_file`` / ``test_file``; for the embedded default
+(``data.dataset: synthetic``) the runner (:mod:`maedfer.apps.train`) generates the synthetic world and fills them in.
 """
 
 from __future__ import annotations
@@ -25,13 +25,10 @@ __all__ = [
     "ResumableDistributedSampler",
     "build_data",
     "build_mixup",
-    "ensure_synthetic_world",
-    "split_files",
 ]
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_DEFAULT_ROOT = "runs/synthetic_world"
 
 
 class ResumableDistributedSampler(DistributedSampler):
@@ -77,60 +74,6 @@ class DataBundle:
     test_loader: DataLoader | None
     num_classes: int
     audio: bool
-
-
-def ensure_synthetic_world(root: str | Path, settings: dict[str, Any] | None = None, *, is_main: bool = True) -> Path:
-    """Generate the synthetic face world under ``root`` unless the one there was made with ``settings``.
-
-    Only the main process writes. A world generated with other settings (as recorded in its ``info.json``; unset
-    settings count as the generator's defaults) is regenerated in place, so changing ``data.synthetic`` in a config
-    never trains on a stale world. With empty ``settings`` any world already under ``root`` is used as it is.
-    """
-    import inspect
-    import json
-
-    from .synthetic import make_synthetic_world, world_settings
-
-    root = Path(root)
-    settings = dict(settings or {})
-    info_file = root / "info.json"
-    overwrite = False
-    if info_file.is_file() and not settings:  # no settings asked for: any world there will do
-        return root
-    if info_file.is_file():
-        stored = json.loads(info_file.read_text()).get("settings")
-        if stored is not None:  # worlds from before settings were recorded are regenerated
-            defaults = {
-                name: parameter.default
-                for name, parameter in inspect.signature(make_synthetic_world).parameters.items()
-                if name in stored
-            }
-            wanted = world_settings(**{**defaults, **settings})
-            if all(stored.get(key) == value for key, value in wanted.items()):
-                return root
-        overwrite = True
-    if is_main:
-        if overwrite:
-            logger.warning("the synthetic world under %s was made with other settings; regenerating it", root)
-        else:
-            logger.info("generating the synthetic face world under %s", root)
-        make_synthetic_world(root, overwrite=overwrite, **settings)
-    return root
-
-
-def split_files(cfg_data: Any, task: str, audio: bool, root: Path | None) -> dict[str, str | None]:
-    """Annotation files of the train / val / test splits (explicit files win over the synthetic defaults)."""
-    files = {"train": cfg_data.train_file, "val": cfg_data.val_file, "test": cfg_data.test_file}
-    if cfg_data.dataset == "synthetic" and root is not None:
-        if task == "pretrain":
-            sub = {"train": "pretrain/train.csv", "val": None, "test": None}
-        else:
-            kind = "regression" if task == "regression" else ("audio_visual" if audio else "classification")
-            sub = {split: f"{kind}/{split}.csv" for split in ("train", "val", "test")}
-        for split, rel in sub.items():
-            if files[split] is None and rel is not None:
-                files[split] = str(root / rel)
-    return files
 
 
 def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin_memory: bool, drop_last: bool,
@@ -216,14 +159,9 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
     data, train = cfg.data, cfg.train
     task = train.task
     audio = hasattr(model, "encoder_audio") and getattr(model, "encoder_audio", None) is not None
-    root = None
-    if data.dataset == "synthetic":
-        root = ensure_synthetic_world(data.root or SYNTHETIC_DEFAULT_ROOT, data.synthetic, is_main=rank == 0)
-        if world_size > 1:
-            torch.distributed.barrier()
-    files = split_files(data, task, audio, root)
+    files = {"train": data.train_file, "val": data.val_file, "test": data.test_file}
     if files["train"] is None:
-        raise ValueError("data.train_file is not set (and data.dataset is not 'synthetic')")
+        raise ValueError("data.train_file is not set")
     seed = train.seed
     num_classes = 0
     pipeline = check_pipeline(data.pipeline)
@@ -239,8 +177,6 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
             replacements = None
             if data.audio_path_replacements:
                 replacements = tuple((str(old), str(new)) for old, new in data.audio_path_replacements)
-            elif root is not None:  # the synthetic world keeps videos/<clip>.mp4 next to audio/<clip>.wav
-                replacements = (("/videos/", "/audio/"), (".mp4", ".wav"))
             audio_cfg = PretrainAudioConfig(
                 mask_ratio=data.audio_mask_ratio, fbank=audio_fbank_config(model),
                 mask_grid=tuple(model.encoder_audio.grid_size),  # the model's audio token grid, not the default

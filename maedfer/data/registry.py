@@ -15,9 +15,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "dataset_label_names", "list_datasets", "normalize_dataset_name"]
+__all__ = [
+    "DatasetInfo",
+    "DATASETS",
+    "SYNTHETIC_CLASSES",
+    "dataset_info",
+    "dataset_label_names",
+    "list_datasets",
+    "normalize_dataset_name",
+]
 
 #: Allowed values of :attr:`DatasetInfo.modality`.
+#: The synthetic face world's 7 classes, in the DFEW label order (``maedfer.synthetic`` draws them).
+SYNTHETIC_CLASSES: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+
 MODALITIES: tuple[str, ...] = ("video", "audio_visual", "audio_visual_unlabeled")
 #: Allowed values of :attr:`DatasetInfo.task`.
 TASKS: tuple[str, ...] = ("classification", "regression", "pretraining")
@@ -432,14 +443,12 @@ def dataset_info(name: str) -> DatasetInfo:
 def dataset_label_names(dataset: str, task: str = "classification") -> list[str] | None:
     """Output names of a model trained on ``dataset`` (a registry name, or ``"synthetic"`` for the synthetic world).
 
-    The synthetic world's classes (:data:`maedfer.data.synthetic.EMOTION_CLASSES`), or ``["valence", "arousal"]``
+    The synthetic world's classes (:data:`SYNTHETIC_CLASSES`), or ``["valence", "arousal"]``
     for its regression split; a registered dataset's :attr:`DatasetInfo.label_names` (class names, or regression
     target names). ``None`` for an unknown dataset or one whose names are not recorded.
     """
     if dataset == "synthetic":
-        from .synthetic import EMOTION_CLASSES
-
-        return ["valence", "arousal"] if task == "regression" else list(EMOTION_CLASSES)
+        return ["valence", "arousal"] if task == "regression" else list(SYNTHETIC_CLASSES)
     try:
         names = dataset_info(dataset).label_names
     except (KeyError, ValueError):

@@ -14,7 +14,7 @@ annotation files of every recorded configuration and runs *our* readers, samplin
   the output shape;
 * ``hicmae_av_dataset.pt``: the same for the video, plus the audio cut (frames, relative timestamps, sample
   range, whole-audio fallback, fbank frame count) and the filter banks with the recorded gain and with gain 1;
-* ``pretrain_dataset.pt``: dispatched to ``maedfer.data.pretrain_datasets.check_pretrain_fixture``.
+* ``pretrain_dataset.pt``: dispatched to ``maedfer.parity.pretrain_data.check_pretrain_fixture``.
 
 Random draws are fed in, not re-drawn: the training / validation window end is the recorded window start
 (``frame_indices[0]``) plus ``L * sr``, and the audio gain is the recorded gain. As a separate check, a legacy
@@ -48,12 +48,13 @@ import torch
 
 from ..audio import num_fbank_frames
 from ..targets import IMAGENET_MEAN, IMAGENET_STD
-from .readers import FrameFolderReader, list_frames, read_wav
-from .sampling import relative_timestamp, window_frame_indices
-from .transforms import center_crop, resize_frames_square
-from .video_datasets import AudioConfig, VideoClipDataset
+from ..data.readers import FrameFolderReader, list_frames, read_wav
+from ..data.sampling import relative_timestamp, window_frame_indices
+from ..data.transforms import center_crop, resize_frames_square
+from ..data.video_datasets import AudioConfig, VideoClipDataset
+from .fixtures import _bytes, _decode_png, _sha256, write_fixture_inputs
 
-__all__ = ["GroupResult", "check_data_fixture", "write_fixture_inputs"]
+__all__ = ["GroupResult", "check_data_fixture"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,26 +63,6 @@ GroupResult = tuple[str, bool, float, str]
 
 _DEFAULT_TOLERANCES = {"video_atol": 1e-6, "video_atol_one_level": 0.0176, "fbank_atol": 1e-3, "fbank_rtol": 1e-4}
 _MAX_REASONS = 5
-
-
-def _sha256(array: np.ndarray | torch.Tensor) -> str:
-    """sha256 of the C-contiguous bytes of an array or tensor."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().contiguous().numpy()
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-def _bytes(tensor: torch.Tensor) -> bytes:
-    """Bytes stored as a 1-D uint8 tensor."""
-    return tensor.numpy().tobytes()
-
-
-def _decode_png(tensor: torch.Tensor) -> np.ndarray:
-    """Decode a stored PNG to ``uint8 (H, W, 3)``."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(_bytes(tensor))) as image:
-        return np.array(image.convert("RGB"))
 
 
 class _Group:
@@ -183,27 +164,6 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def write_fixture_inputs(inputs: Mapping[str, Any], root: Path) -> None:
-    """Write every file of ``inputs.pt`` under ``root``.
-
-    Args:
-        inputs: The loaded ``inputs.pt`` dict (``files[]`` with ``path`` and ``data``).
-        root: Target directory; its path must not contain spaces (the annotation format is space-separated).
-
-    Raises:
-        ValueError: If ``root`` contains whitespace or a stored path escapes ``root``.
-    """
-    if any(character.isspace() for character in str(root)):
-        raise ValueError(f"the fixture root must not contain spaces: {root!r}")
-    resolved_root = root.resolve()
-    for entry in inputs["files"]:
-        target = (root / entry["path"]).resolve()
-        if resolved_root not in target.parents:
-            raise ValueError(f"fixture file path escapes the root: {entry['path']!r}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(_bytes(entry["data"]))
 
 
 def _sub_root(value: str, root: Path) -> str:
@@ -502,10 +462,6 @@ def _check_dataset_fixture(
 # -------------------------------------------------------------------------------------------------- entry
 
 
-def _unsupported_pretrain(path: Path, reason: str) -> list[GroupResult]:
-    return [(f"pretrain_dataset/{path.name}", False, 0.0, f"unsupported: {reason}")]
-
-
 def check_data_fixture(
     path: str | Path,
     *,
@@ -532,10 +488,8 @@ def check_data_fixture(
     fx = fixture if fixture is not None else torch.load(path, weights_only=True)
     kind = fx.get("kind")
     if kind == "pretrain_dataset":
-        try:
-            from .pretrain_datasets import check_pretrain_fixture  # type: ignore[attr-defined]
-        except ImportError as error:
-            return _unsupported_pretrain(path, f"maedfer.data.pretrain_datasets is not available ({error})")
+        from .pretrain_data import check_pretrain_fixture
+
         return list(check_pretrain_fixture(path))
     if kind not in ("inputs", "frame_resize", "finetune_dataset", "av_dataset"):
         raise ValueError(f"{path}: unknown data fixture kind {kind!r}")

@@ -16,24 +16,17 @@ from typing import Any
 
 import torch
 
-from .registry import create_model
+from ..registry import OFFICIAL_BEHAVIOUR, create_model
 
 __all__ = [
     "ParityResult",
     "check_fixture",
     "collect_fixture_files",
-    "OFFICIAL_BEHAVIOUR",
     "SUPPORTED",
 ]
 
 logger = logging.getLogger(__name__)
 
-# Switches that make a maedfer pre-training model reproduce the official code of each system (maedfer's defaults fix
-# these behaviours; see the README).
-OFFICIAL_BEHAVIOUR: dict[str, dict[str, Any]] = {
-    "mae_dfer": {"decoder_pos_order": "official"},
-    "svfap": {"pretrain_context": "official", "upsample": "official"},
-}
 
 
 class ParityFailure(AssertionError):
@@ -99,7 +92,7 @@ class _Comparer:
 
 
 def _load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     load_checkpoint(model, state_dict, strict=True)
 
@@ -130,7 +123,7 @@ def _official_pretrain_model(fx: dict[str, Any]) -> torch.nn.Module:
 
 
 def _video_objective(engine_kwargs: dict[str, Any]):
-    from .tasks.pretrain import VideoReconstructionObjective
+    from ..tasks.pretrain import VideoReconstructionObjective
 
     return VideoReconstructionObjective(
         patch_size=int(engine_kwargs["patch_size"]),
@@ -162,7 +155,7 @@ def _check_video_pretrain(fx: dict[str, Any], cmp: _Comparer) -> None:
 
 
 def _check_audio_visual_pretrain(fx: dict[str, Any], cmp: _Comparer) -> None:
-    from .tasks.pretrain import AudioVisualReconstructionObjective
+    from ..tasks.pretrain import AudioVisualReconstructionObjective
 
     model = _official_pretrain_model(fx)
     inputs, outputs = fx["inputs"], fx["outputs"]
@@ -207,7 +200,7 @@ def _check_audio_visual_pretrain(fx: dict[str, Any], cmp: _Comparer) -> None:
 
 
 def _check_audio_fbank(fx: dict[str, Any], cmp: _Comparer) -> None:
-    from .audio import FbankConfig, num_fbank_frames, wav_to_fbank
+    from ..audio import FbankConfig, num_fbank_frames, wav_to_fbank
 
     params = fx["params"]
     config = FbankConfig(
@@ -229,7 +222,7 @@ def _check_audio_fbank(fx: dict[str, Any], cmp: _Comparer) -> None:
 
 
 def _check_pretrain_to_finetune(fx: dict[str, Any], cmp: _Comparer) -> None:
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     model = create_model(fx["official_name"], **fx["overrides"]).eval()
     report = load_checkpoint(model, fx["checkpoint"])
@@ -261,7 +254,7 @@ def _mask_statistics(masks: torch.Tensor, gen_fx: dict[str, Any]) -> dict[str, l
 
 
 def _check_mask_generators(fx: dict[str, Any], cmp: _Comparer) -> None:
-    from .masking import PartWindowMaskGenerator, RandomMaskGenerator, TubeMaskGenerator
+    from ..masking import PartWindowMaskGenerator, RandomMaskGenerator, TubeMaskGenerator
 
     generator = torch.Generator().manual_seed(int(fx.get("seed", 0)))
     for index, gen_fx in enumerate(fx["generators"]):
@@ -367,7 +360,7 @@ def fixture_system(fx: dict[str, Any]) -> str | None:
 
 def check_data_fixture_groups(path: Path, fx: dict[str, Any]) -> list[ParityResult]:
     """One :class:`ParityResult` per record group of a data-pipeline fixture (named ``<file>:<group>``)."""
-    from .data.data_parity import check_data_fixture
+    from .data import check_data_fixture
 
     try:
         groups = check_data_fixture(path, fixture=fx)

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .annotations import ANNOTATION_KINDS, read_annotations
+from ..data.annotations import ANNOTATION_KINDS, read_annotations
 
 __all__ = [
     "add_input_arguments",
@@ -148,7 +148,7 @@ def run_jobs(
 def extract_audio_job(job: tuple[Path, Path, int]) -> tuple[Path, str | None]:
     """``(video, wav, sample_rate)`` -> ``(video, None)`` or ``(video, error message)``; never raises (a worker of
     :func:`run_jobs` for ``tools/extract_audio.py``)."""
-    from .readers import extract_audio_file
+    from ..data.readers import extract_audio_file
 
     video, wav, sample_rate = job
     try:

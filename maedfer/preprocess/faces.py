@@ -856,7 +856,7 @@ def extract_faces_to_folder(
         NoFaceError: no face in the clip (nothing is written).
         FileNotFoundError, maedfer.data.readers.ClipReadError: the clip is missing or cannot be decoded.
     """
-    from .readers import open_clip
+    from ..data.readers import open_clip
 
     target = Path(output_folder)
     if (target / DONE_MARKER).is_file() and not overwrite:

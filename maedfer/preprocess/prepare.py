@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from .annotations import AnnotationError, AnnotationRow, write_annotations
-from .registry import DatasetInfo, dataset_info
+from ..data.annotations import AnnotationError, AnnotationRow, write_annotations
+from ..data.registry import DatasetInfo, dataset_info
 
 __all__ = [
     "CREMA_D_BROKEN_CLIPS",
@@ -1064,7 +1064,7 @@ def _voxceleb2_video_dir(root: Path, video_dir: PathLike | None) -> Path:
 
 def _decodable(path: str) -> str | None:
     """None when the video opens and has frames, else the reason (runs in worker processes)."""
-    from .readers import VideoFileReader
+    from ..data.readers import VideoFileReader
 
     try:
         with VideoFileReader(path) as reader:

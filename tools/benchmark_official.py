@@ -13,9 +13,13 @@ same function.
 
 Cases: ``forward`` (batch 1, inference mode), ``train_step`` (batch 1, forward + cross-entropy + backward),
 ``pretrain_step`` (batch 2: model, targets, loss, backward; the official side computes its targets with the same
-maedfer objective, so only the model differs). Precisions: ``fp32``; ``bf16`` (both sides under CPU/GPU bf16
-autocast); ``bf16-vs-fp32`` (maedfer bf16, official fp32: the fastest setting of each). ``--compile`` also compiles the
-maedfer side. The ratio is official time / maedfer time (> 1: maedfer faster), from medians of alternating runs.
+maedfer objective, so only the model differs; for HiCMAE, whose official forward returns a tuple, the loss is the mean
+square of every output on both sides). Precisions: ``fp32``; ``bf16`` (both sides under the same bf16
+autocast, fp32 weights); ``bf16-path`` (official under bf16 autocast; maedfer's bf16 inference path, which also
+casts the weights once: :func:`maedfer.compile.optimize_for_inference`); ``bf16-vs-fp32`` (maedfer's bf16 path against
+the official fp32, the only CPU precision the official code offers). ``--compile`` compiles maedfer's bf16 path
+(inductor, frozen weights) for forward cases and the model for training cases. The ratio is official time / maedfer
+time (> 1: maedfer faster), from medians of alternating runs.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import maedfer  # noqa: E402
+from maedfer.compile import compile_model, optimize_for_inference  # noqa: E402
 from maedfer.engine.backends import autocast_context  # noqa: E402
 from maedfer.models import example_inputs  # noqa: E402
 from maedfer.apps.profiling import device_description  # noqa: E402
@@ -80,6 +85,9 @@ PRETRAIN = {
     "svfap": (OfficialModel("SVFAP", "modeling_pretrain", "pretrain_svfap_base_patch16_160", dict(
         drop_path_rate=0.0, decoder_depth=4, stage_depths=[12, 6, 3], num_bottleneck_tokens=[8],
         temporal_kernel_size=2)), dict(patch_size=16)),
+    "hicmae": (OfficialModel("HiCMAE", "modeling_pretrain_av", "pretrain_hicmae_dim512_patch16_160_a256", dict(
+        drop_path_rate=0.0, encoder_depth=10, decoder_depth=4, encoder_depth_audio=10, decoder_depth_audio=4,
+        encoder_fusion_depth=2, inter_contrastive_temperature=0.07, return_intermediate_features=[3, 6, 9])), None),
 }
 
 
@@ -91,7 +99,11 @@ def import_official(root: Path, spec: OfficialModel) -> Callable[..., torch.nn.M
         raise SystemExit(f"error: {path} not found: --official-root must hold checkouts of MAE-DFER, SVFAP, HiCMAE")
     key = f"_official_{spec.repo.replace('-', '_')}_{spec.module}"
     if key not in sys.modules:
-        sys.path.insert(0, str(folder))  # the official modules import their siblings by plain name
+        # The official modules import their siblings by plain name (``modeling_finetune``), and the three
+        # repositories reuse those names: hide other repositories' siblings while this one loads.
+        siblings = {file.stem for file in folder.glob("*.py")}
+        hidden = {name: sys.modules.pop(name) for name in siblings if name in sys.modules}
+        sys.path.insert(0, str(folder))
         try:
             module_spec = importlib.util.spec_from_file_location(key, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -101,6 +113,9 @@ def import_official(root: Path, spec: OfficialModel) -> Callable[..., torch.nn.M
                 module_spec.loader.exec_module(module)
         finally:
             sys.path.remove(str(folder))
+            for name in siblings:
+                sys.modules.pop(name, None)
+            sys.modules.update(hidden)
     return getattr(sys.modules[key], spec.name)
 
 
@@ -122,6 +137,13 @@ def _first(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+def _mean_square_of_outputs(output) -> torch.Tensor:
+    """A loss touching every floating output: tuple (official) or dataclass (maedfer)."""
+    values = output if isinstance(output, (tuple, list)) else vars(output).values()
+    tensors = [t for t in values if torch.is_tensor(t) and t.is_floating_point()]
+    return sum(t.float().square().mean() for t in tensors)
+
+
 def timed_pair(steps: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int) -> dict:
     """Run the named steps alternately; per name the list of seconds."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -137,10 +159,11 @@ def timed_pair(steps: dict[str, Callable[[], object]], device: torch.device, war
     return times
 
 
-def make_steps(case: str, system: str, root: Path, device: torch.device, precision: str, compile_model: bool):
+def make_steps(case: str, system: str, root: Path, device: torch.device, precision: str, compile: bool):
     """Two closures (official, maedfer) for one case, and a check of their agreement."""
     official_precision, ours_precision = {
-        "fp32": ("fp32", "fp32"), "bf16": ("bf16", "bf16"), "bf16-vs-fp32": ("fp32", "bf16")}[precision]
+        "fp32": ("fp32", "fp32"), "bf16": ("bf16", "bf16"), "bf16-path": ("bf16", "bf16"),
+        "bf16-vs-fp32": ("fp32", "bf16")}[precision]
     if case == "pretrain_step":
         spec, objective_kwargs = PRETRAIN[system]
     else:
@@ -148,7 +171,10 @@ def make_steps(case: str, system: str, root: Path, device: torch.device, precisi
     official, ours = build_pair(root, spec, device)
     batch = 2 if case == "pretrain_step" else 1
     inputs = tuple(t.to(device) for t in example_inputs(ours, batch, generator=torch.Generator().manual_seed(0)))
-    ours_call = torch.compile(ours) if compile_model else ours
+    if case == "forward" and precision in ("bf16-path", "bf16-vs-fp32"):
+        optimize_for_inference(ours, "bf16", compile=compile)
+    elif compile:
+        compile_model(ours)
     objective = VideoReconstructionObjective(**objective_kwargs) if objective_kwargs else None
 
     def step(model, call, prec: str):
@@ -157,26 +183,29 @@ def make_steps(case: str, system: str, root: Path, device: torch.device, precisi
 
             def run():
                 with torch.inference_mode(), autocast_context(device, prec):
-                    return _first(call(*inputs))
+                    return _first(call(*inputs)).float()
             return run
         model.train()
 
         def run():
             model.zero_grad(set_to_none=True)
             with autocast_context(device, prec):
-                out = _first(call(*inputs))
-                if objective is not None:
+                out = call(*inputs)
+                if case == "pretrain_step" and objective is None:
+                    loss = _mean_square_of_outputs(out)
+                elif objective is not None:
+                    out = _first(out)
                     targets = objective.targets(inputs[0], inputs[1])
                     loss = objective.loss(out.float(), targets)["loss"]
                 else:
-                    loss = F.cross_entropy(out.float(), torch.zeros(batch, dtype=torch.long, device=device))
+                    loss = F.cross_entropy(_first(out).float(), torch.zeros(batch, dtype=torch.long, device=device))
             loss.backward()
             return loss.detach()
         return run
 
     return {
         "official": step(official, official, official_precision),
-        "maedfer": step(ours, ours_call, ours_precision),
+        "maedfer": step(ours, ours, ours_precision),
     }
 
 
@@ -187,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=sorted(FINETUNE))
     parser.add_argument("--cases", nargs="+", default=["forward", "train_step", "pretrain_step"],
                         choices=("forward", "train_step", "pretrain_step"))
-    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16", "bf16-vs-fp32"],
-                        choices=("fp32", "bf16", "bf16-vs-fp32"))
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16", "bf16-path", "bf16-vs-fp32"],
+                        choices=("fp32", "bf16", "bf16-path", "bf16-vs-fp32"))
     parser.add_argument("--compile", action="store_true", help="torch.compile the maedfer side")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)

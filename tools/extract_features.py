@@ -40,7 +40,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from maedfer.compile import compile_blocks  # noqa: E402
+from maedfer.compile import optimize_for_inference  # noqa: E402
 from maedfer.engine.backends import autocast_context, resolve_precision  # noqa: E402
 from maedfer.apps.features import FEATURE_LEVELS, OUTPUT_FORMATS, extract_features_to_folder, read_video_list  # noqa: E402
 from maedfer.apps.inference import INPUT_ERRORS, error_message, load_inference_model  # noqa: E402
@@ -83,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             videos, audio_paths = list(args.videos), [None] * len(args.videos)
         loaded = load_inference_model(args.checkpoint, model_name=args.model, device=args.device)
         print(f"{len(videos)} videos, model {loaded.name} ({loaded.kind}), level {args.level} -> {args.out}")
-        if args.compile:
-            compile_blocks(loaded.model)
         precision = resolve_precision(args.precision, torch.device(args.device))
+        optimize_for_inference(loaded.model, precision, compile=args.compile, blocks_only=True)
         with autocast_context(torch.device(args.device), precision):
             summary = extract_features_to_folder(
                 loaded, videos, args.out, format=args.format, level=args.level, layers=args.layers,

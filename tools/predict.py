@@ -37,8 +37,9 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from maedfer.compile import compile_model  # noqa: E402
+from maedfer.compile import optimize_for_inference  # noqa: E402
 from maedfer.preprocess.faces import FaceDetector  # noqa: E402
+from maedfer.engine.backends import resolve_precision  # noqa: E402
 from maedfer.data.readers import ClipReadError  # noqa: E402
 from maedfer.apps.inference import INPUT_ERRORS, NoAudioError, error_message, load_inference_model  # noqa: E402
 from maedfer.apps.predict import OUTPUT_FORMATS, WindowedPrediction, predict_video, save_outputs  # noqa: E402
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                        help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
+                        help="precision (auto: bf16 on CUDA, fp32 on CPU); bf16/fp16 cast the weights once and run under autocast")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (slow first batch; worth it for many or long videos)")
     parser.add_argument("--no-face-detect", action="store_true",
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         loaded = load_inference_model(args.checkpoint, model_name=args.model, dataset=args.dataset, device=device)
-        if args.compile:
-            compile_model(loaded.model)
+        # bf16 / fp16: half-precision weights (cast once); --compile: compiled with frozen weights.
+        optimize_for_inference(loaded.model, resolve_precision(args.precision, loaded.device), compile=args.compile)
         detector = None if args.no_face_detect or loaded.modality == "audio" else FaceDetector(backend=args.detector)
     except EXPECTED_ERRORS as error:
         print(f"error: {args.checkpoint}: {one_line(error)}", file=sys.stderr)

@@ -27,13 +27,11 @@ leaves a truncated file behind.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import pickle
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -42,6 +40,8 @@ import safetensors
 import safetensors.torch
 import torch
 from torch import Tensor, nn
+
+from .utils import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CheckpointError",
@@ -566,7 +566,9 @@ def load_checkpoint(
     else:
         source = os.fspath(checkpoint)
         obj = read_checkpoint(checkpoint)
-    target = _unwrap_model(model)
+    from .models.utils import unwrap_model
+
+    target = unwrap_model(model)
 
     raw_state, key_used = extract_state_dict(obj, model_keys, source=source)
     state, removed = adapt_state_dict(raw_state, target, drop_mismatched_head=drop_mismatched_head)
@@ -618,24 +620,6 @@ def load_checkpoint(
             lines.append(f"Unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
         raise CheckpointError("\n".join(lines))
     return report
-
-
-def _unwrap_model(model: nn.Module) -> nn.Module:
-    """Returns the module inside DDP/DataParallel and ``torch.compile`` wrappers.
-
-    Args:
-        model: A possibly wrapped module.
-
-    Returns:
-        The innermost module.
-    """
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod  # type: ignore[assignment]
-        else:
-            return model
 
 
 def _resolve_aliases(
@@ -728,7 +712,7 @@ def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> Path:
     def write(handle: IO[bytes], _tmp: Path) -> None:
         torch.save(obj, handle)
 
-    _atomic_write(target, write)
+    atomic_write(target, write)
     logger.info("Saved checkpoint %s.", target)
     return target
 
@@ -788,76 +772,6 @@ def save_safetensors(
                 f"Cannot save safetensors file {target}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    _atomic_write(target, write)
+    atomic_write(target, write)
     logger.info("Saved %d tensors to %s.", len(tensors), target)
     return target
-
-
-def _atomic_write(target: Path, write: Callable[[IO[bytes], Path], None]) -> None:
-    """Writes a file through a temporary sibling and an atomic rename.
-
-    Args:
-        target: The final path.
-        write: Called with an open binary handle on the temporary file and the
-            temporary file's path. It may write through either.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle, tmp)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # The data may have been written through the path rather than the handle.
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if hasattr(exc, "add_note"):  # Python >= 3.11
-            exc.add_note(f"while writing {target} (the previous file, if any, is unchanged)")
-        raise
-    _fsync_directory(target.parent)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a file atomically (temporary sibling, fsync, rename); parent folders are created; returns the path."""
-    target = Path(os.fspath(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(target, lambda handle, _tmp: handle.write(data))
-    return target
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a UTF-8 text file atomically (temporary sibling, fsync, rename); returns the path."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _default_file_mode() -> int:
-    """Returns the mode a newly created file would get (``0o666`` minus the umask)."""
-    umask = 0o022
-    with contextlib.suppress(OSError, ValueError):
-        for line in _read_lines("/proc/self/status"):
-            if line.startswith("Umask:"):
-                umask = int(line.split()[1], 8)
-                break
-    return 0o666 & ~umask
-
-
-def _read_lines(path: str) -> Iterator[str]:
-    """Yields the lines of a small text file."""
-    with open(path, encoding="ascii", errors="replace") as handle:
-        yield from handle
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Flushes a directory entry to disk where the platform allows it."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

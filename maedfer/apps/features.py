@@ -10,7 +10,7 @@ Three levels of features come out of any maedfer model (fine-tuned or pre-traine
 * ``"layers"``: intermediate block outputs. For HiCMAE models these are the encoder layers its hierarchical
   connections read (the LayerNorm-ed block outputs that the classifier fuses, or that the pre-training decoder and
   contrastive loss tap) plus the cross-modal fusion outputs; for the single-modality video encoders the raw outputs
-  of the selected blocks, captured with forward hooks on ``encoder.blocks``.
+  of the selected blocks (:meth:`~maedfer.models.encoder.TokenEncoder.forward_intermediates`, ``norm=False``).
 
 Keys and shapes of :func:`encode_clip` (``B`` clips; ``C`` encoder width; ``N = T' H' W'`` video tokens of the grid
 ``(T', H', W')``; ``R`` LGI-Former regions; ``N_a = T'_a F'_a`` spectrogram patches; all float tensors are
@@ -44,10 +44,12 @@ tokens (HiCMAE)    ``fused_video``, ``fused_audio``           ``(B, N, C_v)``, `
 tokens (HiCMAE)    ``video_grid``, ``audio_grid``             ``(3,)`` ``(T', H', W')``; ``(2,)`` ``(T'_a, F'_a)``
 layers             ``layer_<i>``                              ``(B, N, C)`` raw output of ``encoder.blocks[i]`` (before
                                                               the encoder's final norm) in raster order. SVFAP: stage-0
-                                                              blocks give ``(B, N, C)``; a later stage's bottleneck
-                                                              blocks give ``(B, T'_s G, C)`` and its last block
-                                                              ``(B, T'_s H' W', C)``, time-major
+                                                              blocks give ``(B, N, C)``; every block of a later stage
+                                                              ``s`` gives that stage's tokens ``(B, T'_s H' W', C)``
+                                                              (raster order on ``(T'_s, H', W')``)
 layers             ``layer_<i>_messenger`` (MAE-DFER only)    ``(B, R, C)`` the messengers after block ``i``
+layers             ``layer_<i>_bottleneck`` (SVFAP only)      ``(B, T'_s G, C)`` the bottleneck tokens after block ``i``
+                                                              of a later stage (the ones its last block read)
 layers             ``grid``                                   ``(3,)`` ``(T', H', W')`` of the input token grid
 layers (HiCMAE)    ``video_layer_<i>``, ``audio_layer_<i>``   ``(B, N, C_v)``, ``(B, N_a, C_a)``: block ``i``'s output
                                                               after the encoder's final LayerNorm (as HiCMAE reads it)
@@ -88,11 +90,10 @@ layers, clip count, face detection, format); otherwise it is recomputed.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -101,6 +102,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..models.encoder import raster_order, take_indices
 from .inference import (
     InferenceModel,
     clip_audio_segment,
@@ -165,7 +167,7 @@ class _Anatomy:
 def _anatomy(model: nn.Module) -> _Anatomy:
     """Find the encoders of ``model`` (HiCMAE classifier / pre-training, video MAE or a fine-tuning encoder)."""
     from ..models.audio_visual import AudioVisualClassifier, AudioVisualMaskedAutoencoder
-    from ..models.encoder import TokenEncoder
+    from ..models.utils import video_encoder
 
     if isinstance(model, (AudioVisualClassifier, AudioVisualMaskedAutoencoder)):
         return _Anatomy(
@@ -175,11 +177,9 @@ def _anatomy(model: nn.Module) -> _Anatomy:
             audio_visual=True,
             finetuned=isinstance(model, AudioVisualClassifier),
         )
-    if isinstance(model, TokenEncoder):
-        return _Anatomy(model, None, None, audio_visual=False, finetuned=True)
-    encoder = getattr(model, "encoder", None)
-    if isinstance(encoder, TokenEncoder):  # MaskedVideoAutoencoder and alike
-        return _Anatomy(encoder, None, None, audio_visual=False, finetuned=False)
+    encoder = video_encoder(model)
+    if encoder is not None:  # a fine-tuning encoder, or MaskedVideoAutoencoder and alike
+        return _Anatomy(encoder, None, None, audio_visual=False, finetuned=encoder is model)
     raise TypeError(f"cannot find the encoder of a {type(model).__name__}; expected a maedfer model")
 
 
@@ -193,18 +193,11 @@ def _default_layers(model: nn.Module, encoder: nn.Module) -> list[int]:
 
 def _resolve_layers(layers: Sequence[int] | None, model: nn.Module, encoder: nn.Module, what: str) -> list[int]:
     """Validated, non-negative block indices (negative ones count from the end), duplicates removed."""
-    depth = len(encoder.blocks)
     chosen = _default_layers(model, encoder) if layers is None else [int(i) for i in layers]
-    if not chosen:
-        raise ValueError("layers must name at least one block")
-    resolved = []
-    for index in chosen:
-        absolute = index + depth if index < 0 else index
-        if not 0 <= absolute < depth:
-            raise ValueError(f"layer {index} is out of range for the {depth}-block {what}")
-        if absolute not in resolved:
-            resolved.append(absolute)
-    return resolved
+    try:
+        return list(dict.fromkeys(take_indices(len(encoder.blocks), chosen)))
+    except ValueError as error:
+        raise ValueError(f"layers {chosen} for the {what}: {error}") from None
 
 
 def _check_request(loaded: InferenceModel, level: str, layers: Sequence[int] | None) -> _Anatomy:
@@ -224,47 +217,16 @@ def _check_request(loaded: InferenceModel, level: str, layers: Sequence[int] | N
 # ---------------------------------------------------------------------------------------------------- encoding
 
 
-def _raster_order(tokens: Tensor, positions: Tensor) -> Tensor:
-    """Sort token rows by their raster position: ``(B, N, C)`` with ``(B, N)`` positions -> ``(B, N, C)``."""
-    order = positions.argsort(dim=1)
-    return tokens.gather(1, order[..., None].expand(-1, -1, tokens.shape[-1]))
-
-
 def _grid_tensor(num_tokens: int, spatial: Sequence[int]) -> Tensor:
     """``(t, *spatial)`` int64 with ``t = num_tokens / prod(spatial)``."""
     per_step = int(np.prod(spatial))
     return torch.tensor([num_tokens // per_step, *spatial], dtype=torch.int64)
 
 
-def _block_outputs(encoder: nn.Module, video: Tensor, indices: Sequence[int]) -> tuple[dict[int, Tensor], Any]:
-    """Run ``encoder.forward_encoder(video)`` and capture the outputs of ``encoder.blocks[i]`` for ``i in indices``.
-
-    Returns:
-        ``({i: block output}, EncoderOutput)``.
-    """
-    captured: dict[int, Tensor] = {}
-
-    def keeper(index: int) -> Callable[[nn.Module, Any, Tensor], None]:
-        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
-            captured[index] = output
-
-        return hook
-
-    handles = [encoder.blocks[i].register_forward_hook(keeper(i)) for i in indices]
-    try:
-        out = encoder.forward_encoder(video)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured, out
-
-
 def _encode_video(
     model: nn.Module, parts: _Anatomy, video: Tensor, level: str, layers: Sequence[int] | None
 ) -> dict[str, Tensor]:
     """Features of a single-modality video model (fine-tuning encoder or masked autoencoder)."""
-    from ..models.lgi_former import LGIFormer
-
     encoder = parts.video_encoder
     assert encoder is not None
     spatial = tuple(int(v) for v in encoder.grid_size[1:])
@@ -274,25 +236,18 @@ def _encode_video(
         return {"pooled": encoder.forward_encoder(video).tokens.mean(1)}
     if level == "tokens":
         out = encoder.forward_encoder(video)
-        tokens = _raster_order(out.tokens, out.positions)
+        tokens, _ = raster_order(out.tokens, out.positions)
         features = {"tokens": tokens, "grid": _grid_tensor(tokens.shape[1], spatial)}
         if out.summary_tokens is not None:
-            features["messenger"] = out.summary_tokens
+            features[encoder.summary_name] = out.summary_tokens
         return features
     indices = _resolve_layers(layers, model, encoder, "video encoder")
-    captured, out = _block_outputs(encoder, video, indices)
+    found = encoder.forward_intermediates(video, indices=indices, norm=False)
     features = {}
-    batch = video.shape[0]
-    for index in indices:
-        output = captured[index]
-        if isinstance(encoder, LGIFormer):
-            # (B * R, 1 + tokens per region, C): messenger first, then the region's tokens (region-major order).
-            grouped = output.reshape(batch, encoder.num_regions, output.shape[1], output.shape[2])
-            local = grouped[:, :, 1:].reshape(batch, -1, output.shape[2])
-            features[f"layer_{index}"] = _raster_order(local, out.positions)
-            features[f"layer_{index}_messenger"] = grouped[:, :, 0]
-        else:
-            features[f"layer_{index}"] = output
+    for index, tokens, summary in zip(found.indices, found.tokens, found.summary):
+        features[f"layer_{index}"] = tokens
+        if summary is not None:
+            features[f"layer_{index}_{encoder.summary_name}"] = summary
     features["grid"] = torch.tensor(encoder.grid_size, dtype=torch.int64)
     return features
 
@@ -318,11 +273,14 @@ def _encode_audio_visual(
         if encoder is None:
             continue
         taps = _resolve_layers(layers, model, encoder, f"{name} encoder") if level == "layers" else None
-        out = encoder.forward_encoder(source, return_layers=taps)
-        outputs[name] = out
-        if taps is not None:
-            for index, layer in zip(taps, out.layers):
+        if taps is None:
+            out = encoder.forward_encoder(source)
+        else:
+            found = encoder.forward_intermediates(source, indices=taps)
+            out = found.output
+            for index, layer in zip(found.indices, found.tokens):
                 features[f"{name}_layer_{index}"] = layer
+        outputs[name] = out
         elif level == "tokens":
             features[f"{name}_tokens"] = out.tokens
         spatial = encoder.grid_size[1:]
@@ -627,12 +585,10 @@ class ExtractionSummary:
 
 
 def _atomic_save_npy(target: Path, array: np.ndarray) -> None:
-    """``np.save`` (no pickles) into memory, then :func:`maedfer.checkpoint.atomic_write_bytes`."""
-    from ..checkpoint import atomic_write_bytes
+    """``np.save`` (no pickles) through :func:`maedfer.utils.atomic_write`."""
+    from ..utils import atomic_write
 
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    atomic_write_bytes(target, buffer.getvalue())
+    atomic_write(target, lambda handle, _tmp: np.save(handle, array, allow_pickle=False))
 
 
 def _record(

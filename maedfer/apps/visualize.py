@@ -209,8 +209,8 @@ def default_video_mask(
 
 
 def _video_encoder(model: nn.Module) -> nn.Module:
-    """The video encoder of a model (:func:`maedfer.apps.inference.video_encoder`); a ``ValueError`` without one."""
-    from .inference import video_encoder
+    """The video encoder of a model (:func:`maedfer.models.utils.video_encoder`); a ``ValueError`` without one."""
+    from ..models.utils import video_encoder
 
     encoder = video_encoder(model)
     if encoder is None:
@@ -717,7 +717,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """
     from PIL import Image
 
-    from ..checkpoint import atomic_write_bytes
+    from ..utils import atomic_write_bytes
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
+
+from ..utils import atomic_write_text
 
 __all__ = [
     "ANNOTATION_KINDS",
@@ -319,13 +320,4 @@ def write_annotations(
     """
     _check_kind(kind)
     lines = [_format_row(row, kind, index) + "\n" for index, row in enumerate(rows)]
-    file_path = Path(file)
-    file_path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{file_path.name}.", suffix=".tmp", dir=file_path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.writelines(lines)
-        os.replace(temporary, file_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_text(file, "".join(lines))

@@ -54,6 +54,8 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from ..utils import atomic_write
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "MIN_VIDEO_BYTES",
@@ -828,13 +830,6 @@ def extract_audio_file(video: PathLike, wav: PathLike, sample_rate: int = 16000)
     if samples.size == 0:
         raise ClipReadError(video_path, "the audio track decoded to 0 samples")
     soundfile = _import_soundfile()
-    wav_path = Path(wav)
-    wav_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = wav_path.with_name(f".{wav_path.name}.{os.getpid()}.tmp")
-    try:
-        soundfile.write(str(temporary), samples, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(temporary, wav_path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write(wav, lambda _handle, temporary: soundfile.write(str(temporary), samples, sample_rate,
+                                                                 subtype="PCM_16", format="WAV"))
     return int(samples.size)

@@ -18,19 +18,18 @@ Distributed evaluation: :func:`gather_predictions` collects every rank's predict
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from ..utils import atomic_write_bytes
 
 __all__ = [
     "ccc",
@@ -197,23 +196,6 @@ def classification_metrics(
     return result
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def save_confusion_matrix(
     cm: ArrayLike,
     label_names: Sequence[str] | None,
@@ -253,7 +235,7 @@ def save_confusion_matrix(
     writer.writerow(["true\\pred", *names])
     for name, row in zip(names, counts):
         writer.writerow([name, *(int(v) for v in row)])
-    _atomic_write_bytes(Path(os.fspath(csv_path)), buffer.getvalue().encode("utf-8"))
+    atomic_write_bytes(csv_path, buffer.getvalue().encode("utf-8"))
 
     if png_path is None:
         return
@@ -287,7 +269,7 @@ def save_confusion_matrix(
     figure.tight_layout()
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=120)
-    _atomic_write_bytes(Path(os.fspath(png_path)), png.getvalue())
+    atomic_write_bytes(png_path, png.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------ regression

@@ -36,7 +36,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Union
 
 from ..data.annotations import AnnotationError, AnnotationRow, write_annotations
 from ..data.registry import DatasetInfo, dataset_info
+from ..utils import atomic_write_text
 
 __all__ = [
     "CREMA_D_BROKEN_CLIPS",
@@ -1178,18 +1178,6 @@ def _to_row(sample: Sample, kind: str) -> AnnotationRow:
     return AnnotationRow(sample.clip_path, sample.label, audio)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def finalize(
     prepared: PreparedDataset,
     out_dir: PathLike,
@@ -1262,12 +1250,12 @@ def finalize(
             logger.info("%s: %d clips -> %s", prepared.dataset, len(samples), file)
     if prepared.label_names:
         label_file = out / "label_names.txt"
-        _atomic_write_text(label_file, "".join(f"{name}\n" for name in prepared.label_names))
+        atomic_write_text(label_file, "".join(f"{name}\n" for name in prepared.label_names))
         written.append(label_file)
     checksums = {path.relative_to(out).as_posix(): sha256_file(path) for path in written}
     checksums = dict(sorted(checksums.items()))
     checksum_file = out / "checksums.sha256"
-    _atomic_write_text(checksum_file, "".join(f"{digest}  {name}\n" for name, digest in checksums.items()))
+    atomic_write_text(checksum_file, "".join(f"{digest}  {name}\n" for name, digest in checksums.items()))
     unmatched = [entry for entry in dict.fromkeys(exclude) if entry not in matched_entries]
     official: dict[str, tuple[int, int]] = {}
     if info.official_sizes and prepared.dataset == info.name and len(info.folds) == len(prepared.folds):

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .utils import check_int
+
 __all__ = [
     "AUDIOSET_MEAN",
     "AUDIOSET_STD",
@@ -85,13 +87,9 @@ class FbankConfig:
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "num_mel_bins", "target_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"FbankConfig.{name} must be a positive int, got {value!r}")
+            check_int(getattr(self, name), f"FbankConfig.{name}")
         for name in ("freq_mask", "time_mask"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"FbankConfig.{name} must be a non-negative int, got {value!r}")
+            check_int(getattr(self, name), f"FbankConfig.{name}", 0)
         if not (math.isfinite(self.frame_shift_ms) and self.frame_shift_ms > 0):
             raise ValueError(f"FbankConfig.frame_shift_ms must be positive, got {self.frame_shift_ms!r}")
         if not math.isfinite(self.mean):

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .utils import check_int
+
 __all__ = [
     "MASK_KINDS",
     "MaskGenerator",
@@ -126,23 +128,6 @@ def _random_rows(
     return out
 
 
-def _check_batch_size(batch_size: int) -> int:
-    """Validate a batch size.
-
-    Args:
-        batch_size: Number of masks to draw.
-
-    Returns:
-        The batch size.
-
-    Raises:
-        ValueError: If it is not a positive integer.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return batch_size
-
-
 class MaskGenerator(ABC):
     """Base class of the mask generators.
 
@@ -202,7 +187,7 @@ class MaskGenerator(ABC):
         Returns:
             ``(B, N)`` bool, True = masked; every row has exactly :attr:`num_masked` True entries.
         """
-        return self._sample(_check_batch_size(batch_size), generator)
+        return self._sample(check_int(batch_size, "batch_size"), generator)
 
 
 class TubeMaskGenerator(MaskGenerator):

@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import torch
 from einops import rearrange
 
+from .utils import check_int
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -54,21 +56,6 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def _check_positive_int(value: int, name: str) -> int:
-    """Raise ``ValueError`` unless ``value`` is a positive ``int``.
-
-    Args:
-        value: Value to check.
-        name: Argument name for the message.
-
-    Returns:
-        The value.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def _check_video(video: torch.Tensor, patch_size: int, tubelet_size: int) -> None:
     """Validate a ``(B, C, T, H, W)`` clip against the token size.
 
@@ -80,8 +67,8 @@ def _check_video(video: torch.Tensor, patch_size: int, tubelet_size: int) -> Non
     Raises:
         ValueError: If the clip is not 5-D or its sizes are not divisible by the token size.
     """
-    _check_positive_int(patch_size, "patch_size")
-    _check_positive_int(tubelet_size, "tubelet_size")
+    check_int(patch_size, "patch_size")
+    check_int(tubelet_size, "tubelet_size")
     if not isinstance(video, torch.Tensor) or video.dim() != 5:
         shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
         raise ValueError(f"video must be a (B, C, T, H, W) tensor, got {shape}")
@@ -138,13 +125,13 @@ def unpatchify_video(
     Raises:
         ValueError: If the shape of ``patches`` does not match the arguments.
     """
-    _check_positive_int(patch_size, "patch_size")
-    _check_positive_int(tubelet_size, "tubelet_size")
-    _check_positive_int(channels, "channels")
+    check_int(patch_size, "patch_size")
+    check_int(tubelet_size, "tubelet_size")
+    check_int(channels, "channels")
     if len(grid) != 3:
         raise ValueError(f"grid must be (T', H', W'), got {grid!r}")
     for size in grid:
-        _check_positive_int(size, "grid entries")
+        check_int(size, "grid entries")
     frames, height, width = grid
     pixels = tubelet_size * patch_size * patch_size
     num_tokens = frames * height * width
@@ -328,7 +315,7 @@ def _check_spectrogram(spec: torch.Tensor, patch_size: int) -> None:
     Raises:
         ValueError: If the tensor is not 4-D or ``T``, ``F`` are not divisible by ``p``.
     """
-    _check_positive_int(patch_size, "patch_size")
+    check_int(patch_size, "patch_size")
     if not isinstance(spec, torch.Tensor) or spec.dim() != 4:
         shape = tuple(spec.shape) if isinstance(spec, torch.Tensor) else type(spec).__name__
         raise ValueError(f"spectrogram must be a (B, C, T, F) tensor, got {shape}")
@@ -378,12 +365,12 @@ def unpatchify_spectrogram(
     Raises:
         ValueError: If the shape of ``patches`` does not match the arguments.
     """
-    _check_positive_int(patch_size, "patch_size")
-    _check_positive_int(channels, "channels")
+    check_int(patch_size, "patch_size")
+    check_int(channels, "channels")
     if len(grid) != 2:
         raise ValueError(f"grid must be (T', F'), got {grid!r}")
     for size in grid:
-        _check_positive_int(size, "grid entries")
+        check_int(size, "grid entries")
     frames, bins = grid
     pixels = patch_size * patch_size
     num_tokens = frames * bins

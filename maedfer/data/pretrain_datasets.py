@@ -67,6 +67,7 @@ from .readers import ClipReadError, VideoFileReader, open_clip, read_audio
 from .transforms import to_normalized_tensor
 from .fast_pipeline import check_pipeline, resize_clip
 from .video_datasets import BAD_SAMPLE_ERRORS, SkipCounter, SkippedSample, split_epoch_index
+from ..utils import check_int
 
 __all__ = [
     "OFFICIAL_SCALES",
@@ -107,13 +108,6 @@ MIN_AUDIO_SAMPLES: int = 1024
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    """Return ``value`` as int if it is a positive integer (not bool), else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def pretrain_offset_range(duration: int, num_frames: int = 16, sampling_rate: int = 4) -> int:
     """Number of possible temporal offsets, the official ``average_duration = duration - L * sr + 1``.
 
@@ -125,7 +119,7 @@ def pretrain_offset_range(duration: int, num_frames: int = 16, sampling_rate: in
     Returns:
         ``duration - L * sr + 1``; a value ``<= 0`` means the offset is always 0.
     """
-    return int(duration) - _check_positive_int(num_frames, "num_frames") * _check_positive_int(
+    return int(duration) - check_int(num_frames, "num_frames") * check_int(
         sampling_rate, "sampling_rate"
     ) + 1
 
@@ -166,9 +160,9 @@ def pretrain_frame_indices(duration: int, offset: int, num_frames: int = 16, sam
     Raises:
         ValueError: If ``duration`` is not positive or ``offset`` is outside ``[0, duration)``.
     """
-    duration = _check_positive_int(duration, "duration")
-    num_frames = _check_positive_int(num_frames, "num_frames")
-    sampling_rate = _check_positive_int(sampling_rate, "sampling_rate")
+    duration = check_int(duration, "duration")
+    num_frames = check_int(num_frames, "num_frames")
+    sampling_rate = check_int(sampling_rate, "sampling_rate")
     if not 0 <= int(offset) < duration:
         raise ValueError(f"offset must be in [0, {duration}), got {offset}")
     position = int(offset) + 1
@@ -576,10 +570,10 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         self.rows: list[AnnotationRow] = [
             row if isinstance(row, AnnotationRow) else AnnotationRow(path=os.fspath(row), label=None) for row in rows
         ]
-        self.num_frames = _check_positive_int(num_frames, "num_frames")
-        self.sampling_rate = _check_positive_int(sampling_rate, "sampling_rate")
-        self.input_size = _check_positive_int(input_size, "input_size")
-        self.num_samples = _check_positive_int(num_samples, "num_samples")
+        self.num_frames = check_int(num_frames, "num_frames")
+        self.sampling_rate = check_int(sampling_rate, "sampling_rate")
+        self.input_size = check_int(input_size, "input_size")
+        self.num_samples = check_int(num_samples, "num_samples")
         self.mask_spec = mask
         self.mask_generator = mask.build(self.num_frames, self.input_size)
         self.audio = audio
@@ -596,8 +590,7 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         self.crop = GroupMultiScaleCrop(self.input_size, scales)
         if backend not in ("auto", "decord", "pyav"):
             raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        check_int(seed, "seed", 0)
         self.backend = backend
         self.read_backend = "pyav" if backend == "auto" and self.pipeline == "fast" else backend
         self.seed = seed

@@ -49,6 +49,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..utils import check_int
+
 __all__ = [
     "AudioSegment",
     "AudioSegmentError",
@@ -79,22 +81,6 @@ WHOLE_AUDIO_MAX_S: float = 2.56
 
 class AudioSegmentError(ValueError):
     """The audio segment that belongs to a clip is too short and the waveform is too long to use whole."""
-
-
-def _check_int(value: int, name: str, minimum: int) -> int:
-    """Return ``value`` if it is an int (not bool) ``>= minimum``, else raise ``ValueError``.
-
-    Args:
-        value: Value to check.
-        name: Argument name used in the message.
-        minimum: Smallest allowed value.
-
-    Returns:
-        ``int(value)``.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def draw_window_end(
@@ -175,9 +161,9 @@ def window_plan(
     Raises:
         ValueError: On invalid sizes, an out-of-range ``window_end`` or an unknown rule.
     """
-    n = _check_int(num_frames_total, "num_frames_total", 1)
-    length = _check_int(clip_len, "clip_len", 1)
-    stride = _check_int(sampling_rate, "sampling_rate", 1)
+    n = check_int(num_frames_total, "num_frames_total", 1)
+    length = check_int(clip_len, "clip_len", 1)
+    stride = check_int(sampling_rate, "sampling_rate", 1)
     if rule not in ("official", "exact_stride"):
         raise ValueError(f"rule must be 'official' or 'exact_stride', got {rule!r}")
     span = length * stride
@@ -195,7 +181,7 @@ def window_plan(
     if window_end is None:
         end = draw_window_end(n, span, rng)
     else:
-        end = _check_int(window_end, "window_end", 0)
+        end = check_int(window_end, "window_end", 0)
         if not span <= end < n:
             raise ValueError(
                 f"window_end must satisfy {span} <= end < {n} (span = clip_len * sampling_rate), got {end}"
@@ -240,9 +226,9 @@ def stride_loaded_indices(num_frames_total: int, clip_len: int, sampling_rate: i
     Returns:
         ``(max(ceil(n / sr), L),)`` int64: ``0, sr, 2 sr, ... < n`` then copies of the last one.
     """
-    n = _check_int(num_frames_total, "num_frames_total", 1)
-    length = _check_int(clip_len, "clip_len", 1)
-    stride = _check_int(sampling_rate, "sampling_rate", 1)
+    n = check_int(num_frames_total, "num_frames_total", 1)
+    length = check_int(clip_len, "clip_len", 1)
+    stride = check_int(sampling_rate, "sampling_rate", 1)
     loaded = np.arange(0, n, stride, dtype=np.int64)
     if loaded.size < length:
         loaded = np.concatenate((loaded, np.full(length - loaded.size, loaded[-1], dtype=np.int64)))
@@ -264,10 +250,10 @@ def segment_temporal_start(num_loaded: int, clip_len: int, num_segments: int, se
     Returns:
         The start position (int).
     """
-    _check_int(num_loaded, "num_loaded", 1)
-    _check_int(clip_len, "clip_len", 1)
-    segments = _check_int(num_segments, "num_segments", 1)
-    seg = _check_int(segment, "segment", 0)
+    check_int(num_loaded, "num_loaded", 1)
+    check_int(clip_len, "clip_len", 1)
+    segments = check_int(num_segments, "num_segments", 1)
+    seg = check_int(segment, "segment", 0)
     if seg >= segments:
         raise ValueError(f"segment must be < num_segments={segments}, got {seg}")
     if segments == 1:
@@ -307,7 +293,7 @@ def relative_timestamp(frame_index: int, num_frames_total: int) -> float:
     Returns:
         A Python float in ``[0, 1]``.
     """
-    n = _check_int(num_frames_total, "num_frames_total", 1)
+    n = check_int(num_frames_total, "num_frames_total", 1)
     if n == 1:
         return 0.0
     return frame_index / (n - 1)
@@ -418,7 +404,7 @@ def audio_segment(
             code raises there as well).
         ValueError: If ``num_samples_total`` is not positive.
     """
-    total = _check_int(num_samples_total, "num_samples_total", 1)
+    total = check_int(num_samples_total, "num_samples_total", 1)
     a0 = int(relative_timestamp(start_frame, num_frames_total) * total)
     a1 = int(relative_timestamp(end_frame, num_frames_total) * total)
     whole = False

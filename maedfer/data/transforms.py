@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..targets import IMAGENET_MEAN, IMAGENET_STD
+from ..utils import check_int
 
 __all__ = [
     "TestView",
@@ -114,8 +115,7 @@ def resize_frames_square(frames: np.ndarray, size: int) -> np.ndarray:
         TypeError: If ``frames`` is not a uint8 numpy array.
     """
     _check_frames(frames)
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    check_int(size, "size")
     return _resize_pil(frames, size, size)
 
 
@@ -133,8 +133,7 @@ def resize_frames_short_side(frames: np.ndarray, size: int) -> np.ndarray:
         ``uint8 (L, H', W', 3)`` with ``min(H', W') == size``.
     """
     _check_frames(frames)
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    check_int(size, "size")
     height, width = frames.shape[1:3]
     if height <= width:
         new_height, new_width = size, int(size * width / height)
@@ -161,8 +160,7 @@ def center_crop(frames: np.ndarray, crop: int) -> np.ndarray:
     if frames.ndim != 4:
         raise ValueError(f"frames must have shape (L, H, W, C), got {frames.shape}")
     height, width = frames.shape[1:3]
-    if isinstance(crop, bool) or not isinstance(crop, int) or crop <= 0:
-        raise ValueError(f"crop must be a positive int, got {crop!r}")
+    check_int(crop, "crop")
     if crop > height or crop > width:
         raise ValueError(f"crop {crop} is larger than the frames ({height}x{width})")
     top = int(round((height - crop) / 2))
@@ -247,8 +245,7 @@ class TestViews:
 
     def __init__(self, num_segments: int = 2, num_crops: int = 2, *, official_duplicate_crops: bool = False) -> None:
         for name, value in (("num_segments", num_segments), ("num_crops", num_crops)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
         self.num_segments = num_segments
         self.num_crops = num_crops
         self.official_duplicate_crops = official_duplicate_crops

@@ -83,6 +83,7 @@ from .transforms import (
     resize_frames_square,
     to_normalized_tensor,
 )
+from ..utils import check_int
 
 __all__ = [
     "BAD_SAMPLE_ERRORS",
@@ -414,14 +415,12 @@ class VideoClipDataset(Dataset):
             ("input_size", input_size),
             ("short_side_size", short_side_size),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
         if input_size > short_side_size:
             raise ValueError(f"input_size ({input_size}) cannot exceed short_side_size ({short_side_size})")
         if train_sampling not in ("official", "exact_stride"):
             raise ValueError(f"train_sampling must be 'official' or 'exact_stride', got {train_sampling!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        check_int(seed, "seed", 0)
 
         self.mode: Mode = mode
         self.num_frames = num_frames

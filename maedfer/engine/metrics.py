@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, check_int
 
 __all__ = [
     "ccc",
@@ -81,12 +81,6 @@ def _as_labels(values: ArrayLike, name: str, num_classes: int) -> np.ndarray:
     return array
 
 
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    return int(num_classes)
-
-
 # ------------------------------------------------------------------------------------------------ classification
 def confusion_matrix(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> np.ndarray:
     """Confusion matrix with the true class in rows and the predicted class in columns.
@@ -102,7 +96,7 @@ def confusion_matrix(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> 
     Raises:
         ValueError: If the inputs are not 1-D class indices in ``[0, K)`` of the same length.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_int(num_classes, "num_classes")
     pred = _as_labels(preds, "preds", num_classes)
     true = _as_labels(targets, "targets", num_classes)
     if pred.shape != true.shape:
@@ -154,7 +148,7 @@ def classification_metrics(
     Raises:
         ValueError: On empty or malformed inputs.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_int(num_classes, "num_classes")
     names = _label_names(label_names, num_classes)
     cm = confusion_matrix(preds, targets, num_classes)
     total = int(cm.sum())

@@ -23,13 +23,15 @@ only the top-level model's names against exact full names (official pre-training
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "param_groups", "scaled_lr"]
+from ..models.utils import unwrap_model
+from ..utils import check_int
+
+__all__ = ["param_groups", "scaled_lr"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +49,10 @@ def scaled_lr(base_lr: float, total_batch: int) -> float:
     Raises:
         ValueError: If ``total_batch`` is not a positive integer or ``base_lr`` is negative.
     """
-    if isinstance(total_batch, bool) or not isinstance(total_batch, int) or total_batch <= 0:
-        raise ValueError(f"total_batch must be a positive integer, got {total_batch!r}")
+    check_int(total_batch, "total_batch")
     if not base_lr >= 0.0:
         raise ValueError(f"base_lr must be >= 0, got {base_lr!r}")
     return float(base_lr) * total_batch / 256.0
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Strip ``DistributedDataParallel`` / ``DataParallel`` wrappers."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
 
 
 def _skip_names(
@@ -104,7 +98,7 @@ def param_groups(
     omitted.
 
     Args:
-        model: The network (a ``DistributedDataParallel`` / ``DataParallel`` wrapper is unwrapped).
+        model: The network (DDP / DataParallel / DeepSpeed / ``torch.compile`` wrappers are unwrapped).
         weight_decay: Weight decay of the decayed groups (the excluded groups get 0).
         layer_decay: Layer-wise LR decay factor; ``None`` disables it (every ``lr_scale`` is 1, as in the official
             pre-training). Needs ``model.num_layers`` and ``model.layer_id(name)``.
@@ -125,7 +119,7 @@ def param_groups(
         ValueError: If ``layer_decay`` is given but the model has no ``num_layers`` / ``layer_id``, a layer id is
             out of ``[0, L + 1]``, or the arguments are out of range.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if not weight_decay >= 0.0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     num_layers: int | None = None
@@ -175,46 +169,3 @@ def param_groups(
         ", ".join(f"{g['name']} ({len(g['params'])} tensors, lr_scale {g['lr_scale']:.4g})" for g in result),
     )
     return result
-
-
-def build_optimizer(
-    groups: Iterable[dict[str, Any]],
-    lr: float,
-    betas: Sequence[float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    fused: bool | None = None,
-) -> torch.optim.AdamW:
-    """AdamW over parameter groups from :func:`param_groups`.
-
-    Each group's initial ``lr`` is ``lr * lr_scale`` (the trainer overwrites it every iteration from the schedule);
-    each group keeps its own ``weight_decay``. The extra keys (``name``, ``lr_scale``, ...) stay in the optimizer's
-    ``param_groups`` so the trainer can read them.
-
-    Args:
-        groups: Parameter groups (dicts with ``params`` and optionally ``weight_decay`` / ``lr_scale``).
-        lr: Peak learning rate (already scaled by the total batch).
-        betas: AdamW ``(beta1, beta2)``: ``(0.9, 0.999)`` for fine-tuning, ``(0.9, 0.95)`` for pre-training.
-        eps: AdamW epsilon.
-        fused: Use the fused AdamW kernel (``None``: PyTorch's default choice).
-
-    Returns:
-        The optimizer.
-
-    Raises:
-        ValueError: On an empty group list or invalid hyper-parameters.
-    """
-    prepared = []
-    for group in groups:
-        if "params" not in group:
-            raise ValueError(f"every parameter group needs 'params'; got keys {sorted(group)}")
-        prepared.append({**group, "lr": float(lr) * float(group.get("lr_scale", 1.0))})
-    if not prepared:
-        raise ValueError("build_optimizer got no parameter groups (is every parameter frozen?)")
-    if not lr >= 0.0:
-        raise ValueError(f"lr must be >= 0, got {lr!r}")
-    betas = tuple(float(b) for b in betas)
-    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    if not eps > 0.0:
-        raise ValueError(f"eps must be > 0, got {eps!r}")
-    return torch.optim.AdamW(prepared, lr=float(lr), betas=betas, eps=float(eps), fused=fused)

@@ -36,6 +36,7 @@ from ..data.build import audio_fbank_config
 from ..preprocess.faces import NoFaceError
 from ..data.readers import ClipReadError, VideoFileReader
 from ..data.sampling import AudioSegment
+from ..models.contract import input_modalities, modality_name
 
 __all__ = [
     "AUDIO_MODALITIES",
@@ -148,8 +149,7 @@ def video_encoder(model: nn.Module) -> nn.Module | None:
 
 def _geometry(model: nn.Module) -> tuple[int, int, str]:
     """``(num_frames, input_size, modality)`` read from the model's video encoder."""
-    default = "audio_visual" if getattr(model, "encoder_audio", None) is not None else "video"
-    modality = str(getattr(model, "modality", default))
+    modality = modality_name(input_modalities(model))
     encoder = video_encoder(model)
     if encoder is None:  # audio-only model: no video geometry
         return 0, 0, modality

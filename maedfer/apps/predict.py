@@ -19,6 +19,7 @@ shorter than ``T`` frames repeats frames.
 
 Audio (audio-visual and audio-only models, HiCMAE): the video file's soundtrack is read once at the filter bank's
 sampling rate (:func:`maedfer.apps.inference.read_soundtrack`; a video without one raises :class:`NoAudioError`). A
+from ..models.contract import input_modalities, model_inputs
 window ``[start, end)`` is treated as a clip of ``end - start`` frames taken at stride 1, so its audio runs from
 its first frame to the frame after it (the last frame at most), as in HiCMAE fine-tuning
 (:func:`maedfer.data.sampling.window_audio_frame_range`); :func:`maedfer.apps.inference.clip_filterbank` cuts that
@@ -407,7 +408,7 @@ def predict_video(
     from ..engine.backends import autocast_context, resolve_precision
 
     autocast = autocast_context(loaded.device, resolve_precision(precision, loaded.device))
-    needs_video = loaded.modality != "audio"
+    needs_video = "video" in input_modalities(loaded.model)
     needs_audio = loaded.needs_audio
     if needs_audio and loaded.fbank is None:
         raise ValueError(f"model {loaded.name} is {loaded.modality} but states no filter-bank settings")
@@ -459,12 +460,7 @@ def predict_video(
                 ]
                 audio_batch = torch.stack(banks).to(loaded.device)
             with torch.inference_mode(), autocast:
-                if video_batch is not None and audio_batch is not None:
-                    result = loaded.model(video_batch, audio_batch)
-                elif audio_batch is not None:
-                    result = loaded.model(audio=audio_batch)
-                else:
-                    result = loaded.model(video_batch)
+                result = loaded.model(**model_inputs(loaded.model, {"video": video_batch, "audio": audio_batch}))
             result = result.float()
             if loaded.task == "classification":
                 result = torch.softmax(result, dim=-1)

@@ -87,6 +87,7 @@ def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
     return cfg
 
 
+    from ..models.contract import input_modalities
 def with_synthetic_world(cfg: ExperimentConfig, model: nn.Module, *, rank: int = 0, world_size: int = 1) -> ExperimentConfig:
     """``cfg`` with the synthetic world's split files filled in when ``data.dataset`` is ``synthetic``.
 
@@ -103,7 +104,7 @@ def with_synthetic_world(cfg: ExperimentConfig, model: nn.Module, *, rank: int =
     root = ensure_synthetic_world(data.root or SYNTHETIC_DEFAULT_ROOT, data.synthetic, is_main=rank == 0)
     if world_size > 1:
         torch.distributed.barrier()
-    audio = getattr(model, "encoder_audio", None) is not None
+    audio = "audio" in input_modalities(model)
     if task == "pretrain":
         sub = {"train": "pretrain/train.csv"}
     else:
@@ -134,16 +135,6 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
         handler._maedfer = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(min(root.level or logging.WARNING, level) if root.level else level)
-
-
-def model_inputs(model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
-    """Positional inputs of a classifier for a batch: ``(video,)``, ``(video, audio)`` or ``(audio,)``."""
-    modality = getattr(model, "modality", None)
-    if modality == "audio_visual":
-        return batch["video"], batch["audio"]
-    if modality == "audio":
-        return (batch["audio"],)
-    return (batch["video"],)
 
 
 # -------------------------------------------------------------------------------------------------- building
@@ -216,76 +207,11 @@ def iterations_per_epoch(num_samples: int, batch_size: int, world_size: int, acc
     return min(steps, cap) if cap else steps
 
 
-# ------------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def predict(model: nn.Module, loader: Any, backend: Any, device: torch.device) -> list[dict[str, Any]]:
-    """Run a classifier/regressor over a loader; one record per item (output, label, index, segment, crop)."""
-    records: list[dict[str, Any]] = []
-    model.eval()
-    for batch in loader:
-        batch = {k: v for k, v in batch.items() if k != "skipped"}
-        if not batch:
-            continue
-        tensors = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        with backend.autocast():
-            outputs = model(*model_inputs(model, tensors)).float().cpu()
-        for row in range(outputs.shape[0]):
-            records.append(
-                {
-                    "output": outputs[row].numpy(),
-                    "label": batch["label"][row].numpy(),
-                    "index": int(batch["index"][row]),
-                    "path": batch["path"][row],
-                    "segment": int(batch["segment"][row]) if "segment" in batch else 0,
-                    "crop": int(batch["crop"][row]) if "crop" in batch else 0,
-                }
-            )
-    return records
-
-
-def _gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
-    if world_size == 1:
-        return records
-    gathered: list[list[dict[str, Any]]] = [None] * world_size  # type: ignore[list-item]
-    torch.distributed.all_gather_object(gathered, records)
-    return [r for part in gathered for r in part]
-
-
-def summarize_predictions(
-    records: list[dict[str, Any]], task: str, num_classes: int, label_names: Sequence[str] | None
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Video-level metrics from per-view records (softmax mean for classification, output mean for regression).
-
-    Views are de-duplicated by ``(path, segment, crop)`` (the distributed sampler pads with repeats).
-    """
-    from ..data.transforms import aggregate_view_predictions
-    from ..engine.metrics import classification_metrics, confusion_matrix, regression_metrics
-
-    videos = aggregate_view_predictions(
-        ({**record, "video_id": record["path"]} for record in records),
-        "classification" if task == "classification" else "regression",
-    )
-    names = sorted(videos)
-    outputs = np.stack([videos[n].output for n in names])
-    targets = np.stack([np.asarray(videos[n].label) for n in names])
-    if task == "classification":
-        preds = outputs.argmax(1)
-        metrics = classification_metrics(preds, targets.astype(int), num_classes, label_names=label_names)
-        metrics["num_videos"] = len(names)
-        return metrics, confusion_matrix(preds, targets.astype(int), num_classes)
-    metrics = regression_metrics(outputs.reshape(len(names), -1), targets.reshape(len(names), -1))
-    metrics["num_videos"] = len(names)
-    return metrics, None
-
-
-def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 # ------------------------------------------------------------------------------------------------------ run
 def run(cfg: ExperimentConfig) -> dict[str, Any]:
     """Train (and evaluate) one configuration; returns the final metrics (rank 0) and the output paths."""
     from ..compile import compile_model
+    from ..tasks.evaluate import evaluate as evaluate_model
     from ..data.build import build_data, build_mixup
     from ..data.registry import dataset_label_names
     from ..data.video_datasets import SkipCounter
@@ -360,6 +286,8 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
 
     writer = None
     if is_main and cfg.train.tensorboard:
+    scoring = dict(task=cfg.train.task, num_classes=num_classes, device=device, label_names=label_names,
+                   autocast=backend.autocast, world_size=env.world_size)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -371,10 +299,9 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     evaluate = None
     if data.val_loader is not None:
         def evaluate(epoch: int) -> dict[str, Any]:
-            records = _gather(predict(backend.module, data.val_loader, backend, device), env.world_size)
-            metrics, _ = summarize_predictions(records, cfg.train.task, num_classes, label_names)
+            scores = evaluate_model(backend.module, data.val_loader, **scoring).scalars()
             task.model.train()
-            return _scalar_metrics(metrics)
+            return scores
 
     on_step = _reconstruction_logger(cfg, model) if (pretraining and writer is not None) else None
     trainer = Trainer(
@@ -405,8 +332,8 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     result: dict[str, Any] = {"output_dir": str(output_dir), "epochs": state.epoch, "steps": state.global_step,
                               "nonfinite_losses": state.nonfinite_losses, "skipped_steps": state.skipped_steps}
     if data.test_loader is not None:
-        records = _gather(predict(backend.module, data.test_loader, backend, device), env.world_size)
-        metrics, cm = summarize_predictions(records, cfg.train.task, num_classes, label_names)
+        scores = evaluate_model(backend.module, data.test_loader, **scoring)
+        metrics, cm = scores.metrics, scores.confusion
         result["test"] = metrics
         if is_main:
             atomic_write_text(output_dir / "test_metrics.json", json.dumps(metrics, indent=2, default=_json_default))
@@ -415,7 +342,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
 
                 names = list(label_names or [str(i) for i in range(num_classes)])
                 save_confusion_matrix(cm, names, output_dir / "confusion_matrix.csv", output_dir / "confusion_matrix.png")
-            logger.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in _scalar_metrics(metrics).items()))
+            logger.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in scores.scalars().items()))
     if writer is not None:
         writer.close()
     return result
@@ -480,6 +407,7 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
     config = args.config if args.config is not None else default_config
     cfg = load_config(config, overrides)
     folds = parse_folds(args.folds)
+        from ..tasks.evaluate import scalar_metrics
     if not folds:
         return run(cfg)
     results: dict[str, Any] = {}
@@ -489,7 +417,7 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
     if int(os.environ.get("RANK", "0")) == 0:
         from ..engine.metrics import format_fold_table, summarize_folds
 
-        per_fold = [_scalar_metrics(results[f].get("test", {})) for f in folds]
+        per_fold = [scalar_metrics(results[f].get("test", {})) for f in folds]
         table = format_fold_table(folds, per_fold) if per_fold and per_fold[0] else "(no test metrics)"
         summary = {"folds": folds, "per_fold": per_fold, "summary": summarize_folds(per_fold) if per_fold[0] else {}}
         atomic_write_text(summary_dir / "folds_summary.json", json.dumps(summary, indent=2, default=_json_default))

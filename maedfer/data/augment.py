@@ -79,7 +79,6 @@ __all__ = [
     "random_resized_crop_clip",
     "random_resized_crop_params",
     "smoothed_one_hot",
-    "soft_target_cross_entropy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1039,23 +1038,3 @@ class Mixup:
             f"label_smoothing={self.label_smoothing}, mix_audio={self.mix_audio}, "
             f"official_cutmix_slicing={self.official_cutmix_slicing})"
         )
-
-
-def soft_target_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy with soft targets: ``mean_b sum_k -targets[b, k] * log_softmax(logits)[b, k]``.
-
-    Args:
-        logits: ``(B, K)`` scores.
-        targets: ``(B, K)`` target distributions (e.g. from :class:`Mixup`).
-
-    Returns:
-        Scalar loss tensor.
-
-    Raises:
-        ValueError: If the shapes differ.
-    """
-    if logits.shape != targets.shape or logits.dim() != 2:
-        raise ValueError(
-            f"logits and targets must both be (B, K), got {tuple(logits.shape)} and {tuple(targets.shape)}"
-        )
-    return torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()

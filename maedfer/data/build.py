@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..audio import FbankConfig
+from ..models.contract import input_modalities
 from .augment import FinetuneTrainTransform, Mixup
 from .fast_pipeline import FastFinetuneTrainTransform, check_pipeline
 from .pretrain_datasets import MaskSpec, PretrainAudioConfig, PretrainClipDataset, collate_pretrain
@@ -158,7 +159,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
     """Datasets and loaders for ``cfg.train.task`` (``pretrain``, ``classification`` or ``regression``)."""
     data, train = cfg.data, cfg.train
     task = train.task
-    audio = hasattr(model, "encoder_audio") and getattr(model, "encoder_audio", None) is not None
+    audio = "audio" in input_modalities(model)
     files = {"train": data.train_file, "val": data.val_file, "test": data.test_file}
     if files["train"] is None:
         raise ValueError("data.train_file is not set")

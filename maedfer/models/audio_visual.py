@@ -31,6 +31,7 @@ from torch import nn
 
 from ..layers import BlockSettings, CrossSelfBlock, SpectrogramEmbed, sinusoid_table_1d
 from .decoder import MAEDecoder, decode_masked_tokens
+from .contract import bind_inputs
 from .encoder import HEAD_ACTIVATIONS, EncoderOutput, TokenEncoder, VideoViT, init_head
 from .mae import init_weights_xavier
 
@@ -54,6 +55,8 @@ class AudioViT(VideoViT):
         in_chans: Input channels (1).
         **kwargs: :class:`~maedfer.models.VideoViT` / :class:`~maedfer.models.encoder.TokenEncoder` arguments.
     """
+
+    input_modalities = ("audio",)
 
     def __init__(
         self, *, input_size: tuple[int, int] = (256, 128), patch_size: int = 16, in_chans: int = 1, **kwargs
@@ -155,6 +158,9 @@ class AudioVisualMaskedAutoencoder(nn.Module):
         temperature: Contrastive temperature (0.07, fixed).
         block: Decoder block settings (:class:`~maedfer.layers.BlockSettings`).
     """
+
+    #: The data it reads (its forward also takes masks; see :mod:`maedfer.models.contract`).
+    input_modalities: tuple[str, ...] = ("video", "audio")
 
     def __init__(
         self,
@@ -353,6 +359,11 @@ class AudioVisualClassifier(nn.Module):
             init_head(self.head, init_scale)
 
     @property
+    def input_modalities(self) -> tuple[str, ...]:
+        """``("video", "audio")``, ``("video",)`` or ``("audio",)``: the encoders this model has."""
+        return tuple(m for m, e in (("video", self.encoder), ("audio", self.encoder_audio)) if e is not None)
+
+    @property
     def num_layers(self) -> int:
         """Layer count for layer-wise LR decay: the deeper modality encoder plus the fusion layers."""
         depths = [len(e.blocks) for e in (self.encoder, self.encoder_audio) if e is not None]
@@ -425,6 +436,13 @@ class AudioVisualClassifier(nn.Module):
         """``(B, num_features)`` -> ``(B, K)``."""
         return self.head_activation(self.head(features))
 
-    def forward(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
-        """Classify (or regress) a clip and its audio: ``(B, K)``."""
-        return self.forward_head(self.forward_features(video, audio))
+    def forward(
+        self, *inputs: torch.Tensor, video: torch.Tensor | None = None, audio: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Classify (or regress) a clip and/or its audio (:attr:`input_modalities`, positional in that order or by
+        keyword): ``(B, 3, T, H, W)`` / ``(B, 1, T_audio, F)`` -> ``(B, K)``.
+
+        Raises:
+            TypeError / ValueError: On a modality the model lacks, or a missing one.
+        """
+        return self.forward_head(self.forward_features(**bind_inputs(self, inputs, video=video, audio=audio)))

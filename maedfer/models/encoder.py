@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers import Block, BlockSettings, TubeletEmbed, sinusoid_table_1d
 from ..compile import check_size
 from ..masking import visible_first_order
+from .contract import bind_inputs
 
 __all__ = ["EncoderOutput", "TokenEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_head", "init_weights_trunc_normal"]
 
@@ -116,6 +117,9 @@ class TokenEncoder(nn.Module):
         patch_embed: A prebuilt patch embedding with ``grid_size`` and ``num_patches`` attributes (the clip geometry
             arguments are then ignored).
     """
+
+    #: The data :meth:`forward` takes (see :mod:`maedfer.models.contract`); the audio ViT takes ``("audio",)``.
+    input_modalities: tuple[str, ...] = ("video",)
 
     def __init__(
         self,
@@ -335,9 +339,17 @@ class TokenEncoder(nn.Module):
         """Head and its activation: ``(B, C)`` -> ``(B, K)``."""
         return self.head_activation(self.head(features))
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Classify (or regress) a clip: ``(B, 3, T, H, W)`` -> ``(B, K)``."""
-        return self.forward_head(self.forward_features(video))
+    def forward(
+        self, *inputs: torch.Tensor, video: torch.Tensor | None = None, audio: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Classify (or regress) the one input of :attr:`input_modalities`, positional or by keyword:
+        ``(B, 3, T, H, W)`` clip (``(B, 1, T, F)`` filter bank for the audio ViT) -> ``(B, K)``.
+
+        Raises:
+            TypeError / ValueError: On the other modality, or a missing input (see :func:`~maedfer.models.contract.bind_inputs`).
+        """
+        (x,) = bind_inputs(self, inputs, video=video, audio=audio).values()
+        return self.forward_head(self.forward_features(x))
 
 
 class VideoViT(TokenEncoder):

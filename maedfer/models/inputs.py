@@ -39,7 +39,8 @@ def example_inputs(
     """Positional inputs for ``model(*inputs)``.
 
     * video classifier: ``(clip,)`` with ``clip (B, 3, T, H, W)``;
-    * audio-visual classifier: ``(clip, fbank)`` (or one of them for single-modality models);
+    * fine-tuning model: its ``input_modalities`` in order (:mod:`maedfer.models.contract`): ``(clip, fbank)`` for
+      HiCMAE, ``(fbank,)`` for an audio-only one; ``model(*inputs)`` and keyword calls give the same output;
     * video MAE: ``(clip, mask)`` with the system's mask (part-window for the LGI-Former, tube otherwise);
     * audio-visual MAE: ``(clip, mask, fbank, audio_mask)`` (tube and random masks).
 

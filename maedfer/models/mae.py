@@ -53,6 +53,9 @@ class MaskedVideoAutoencoder(nn.Module):
     Keys: ``encoder.*``, ``decoder.*``, ``encoder_to_decoder.weight``, ``mask_token`` (as the official files).
     """
 
+    #: The data it reads (its forward also takes masks; see :mod:`maedfer.models.contract`).
+    input_modalities: tuple[str, ...] = ("video",)
+
     def __init__(
         self,
         encoder: TokenEncoder,

@@ -1,10 +1,8 @@
 """Supervised fine-tuning tasks: clip classification and continuous-label regression.
 
-Both tasks feed a batch to the model according to its modality:
-
-* audio-visual models (``model.modality == "audio_visual"``, HiCMAE): ``model(video, audio)``;
-* single-modality audio-visual classifiers: ``model(video=...)`` (``"video"``) or ``model(audio=...)`` (``"audio"``);
-* video models (no ``modality`` attribute: VideoMAE, MAE-DFER, SVFAP): ``model(video)``.
+Both tasks feed a batch to the model by keyword, per its ``input_modalities`` (:mod:`maedfer.models.contract`):
+``model(video=...)``, ``model(audio=...)`` or ``model(video=..., audio=...)``. Evaluation over test views lives in
+:mod:`maedfer.tasks.evaluate`.
 
 Classification (``video_models.md`` §9.2, ``hicmae.md`` §4.2): with Mixup/CutMix the loss is the soft-target
 cross-entropy against the mixed, smoothed targets; without it, the cross-entropy with label smoothing (0.1 in the
@@ -23,34 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.metrics import ccc_loss, pcc_loss
+from ..models.contract import input_modalities, model_inputs
 from .base import Task, detach_logs
 
-__all__ = ["ClassificationTask", "RegressionTask", "model_modality", "soft_target_cross_entropy"]
+__all__ = ["ClassificationTask", "RegressionTask", "soft_target_cross_entropy"]
 
 logger = logging.getLogger(__name__)
-
-#: Batch keys copied unchanged into :meth:`ClassificationTask.evaluate` / :meth:`RegressionTask.evaluate` results.
-PASSTHROUGH_KEYS = ("index", "id", "path", "segment", "crop")
-
-
-def model_modality(model: nn.Module) -> str | None:
-    """The inputs a model takes: ``"audio_visual"``, ``"video"``, ``"audio"`` or ``None`` (a plain video model).
-
-    ``DistributedDataParallel`` / ``DataParallel`` wrappers are looked through.
-
-    Args:
-        model: The network.
-
-    Returns:
-        The model's ``modality`` attribute, or ``None`` if it has none.
-    """
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    modality = getattr(model, "modality", None)
-    if modality is not None and modality not in ("audio_visual", "video", "audio"):
-        raise ValueError(f"model.modality must be 'audio_visual', 'video' or 'audio', got {modality!r}")
-    return modality
-
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against target distributions: ``mean_b sum_k -targets[b, k] * log_softmax(logits)[b, k]``.
@@ -76,50 +52,14 @@ def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> to
 class _SupervisedTask(Task):
     """Shared input handling of the fine-tuning tasks."""
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
-        self.modality = model_modality(model)
-
-    def input_keys(self) -> tuple[str, ...]:
-        """Batch keys the model needs: ``("video", "audio")``, ``("video",)`` or ``("audio",)``."""
-        if self.modality == "audio_visual":
-            return ("video", "audio")
-        if self.modality == "audio":
-            return ("audio",)
-        return ("video",)
-
-    def inputs(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(video, audio)`` of a batch, ``None`` for the modality the model does not take.
+    def inputs(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The model's keyword inputs of a batch (``video`` and/or ``audio``, per its ``input_modalities``).
 
         Raises:
             ValueError: If a needed key is missing.
         """
-        keys = self.input_keys()
-        self.require(batch, *keys)
-        return (batch["video"] if "video" in keys else None, batch["audio"] if "audio" in keys else None)
-
-    def forward_model(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
-        """Call the model with the inputs its modality takes.
-
-        Args:
-            video: ``(B, 3, T, H, W)`` clip (``None`` for audio-only models).
-            audio: ``(B, 1, T_audio, F)`` filter bank (``None`` for video models).
-
-        Returns:
-            ``(B, K)`` model output.
-        """
-        if self.modality == "audio_visual":
-            return self.model(video, audio)
-        if self.modality == "video":
-            return self.model(video=video)
-        if self.modality == "audio":
-            return self.model(audio=audio)
-        return self.model(video)
-
-    @staticmethod
-    def passthrough(batch: Mapping[str, Any]) -> dict[str, Any]:
-        """The sample identifiers of a batch (``index``, ``id``, ``path``, ``segment``, ``crop`` when present)."""
-        return {key: batch[key] for key in PASSTHROUGH_KEYS if key in batch}
+        self.require(batch, *input_modalities(self.model))
+        return model_inputs(self.model, batch)
 
     def _check_output(self, output: Any, batch_size: int, width: int | None) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != batch_size or (
@@ -182,9 +122,9 @@ class ClassificationTask(_SupervisedTask):
             ValueError: If keys are missing or shapes do not fit.
         """
         self.require(batch, "label")
-        video, audio = self.inputs(batch)
+        inputs = self.inputs(batch)
         labels: torch.Tensor = batch["label"]
-        device = (video if video is not None else audio).device
+        device = next(iter(inputs.values())).device
         labels = labels.to(device, non_blocking=True)
         hard = labels if labels.dim() == 1 else None
         soft = labels.float() if labels.dim() == 2 else None
@@ -195,13 +135,13 @@ class ClassificationTask(_SupervisedTask):
         if self.mixup is not None and self.model.training:
             if hard is None:
                 raise ValueError("mixup needs (B,) class-index labels")
-            mixed = self.mixup(video if video is not None else audio, hard, audio if video is not None else None)
-            if video is not None:
-                video, soft, audio = mixed[0], mixed[1], mixed[2]
-            else:
-                audio, soft = mixed[0], mixed[1]
+            primary = "video" if "video" in inputs else "audio"
+            mixed = self.mixup(inputs[primary], hard, inputs.get("audio") if primary == "video" else None)
+            inputs[primary], soft = mixed[0], mixed[1]
+            if primary == "video" and "audio" in inputs:
+                inputs["audio"] = mixed[2]
         batch_size = labels.shape[0]
-        logits = self._check_output(self.forward_model(video, audio), batch_size, self.num_classes)
+        logits = self._check_output(self.model(**inputs), batch_size, self.num_classes)
         if soft is not None:
             if soft.shape != logits.shape:
                 raise ValueError(f"soft targets {tuple(soft.shape)} do not match the logits {tuple(logits.shape)}")
@@ -212,26 +152,6 @@ class ClassificationTask(_SupervisedTask):
         if hard is not None:
             result["acc"] = (logits.argmax(dim=-1) == hard).float().mean()
         return detach_logs(result)
-
-    @torch.no_grad()
-    def evaluate(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """Logits of a batch without gradients (the caller sets evaluation mode).
-
-        Args:
-            batch: See the class; ``"label"`` is optional.
-
-        Returns:
-            ``{"logits": (B, K) float32, "label": ...}`` plus the batch's ``index`` / ``id`` / ``path`` /
-            ``segment`` / ``crop`` entries when present.
-        """
-        video, audio = self.inputs(batch)
-        batch_size = (video if video is not None else audio).shape[0]
-        logits = self._check_output(self.forward_model(video, audio), batch_size, self.num_classes).float()
-        result: dict[str, Any] = {"logits": logits}
-        if "label" in batch:
-            result["label"] = batch["label"]
-        result.update(self.passthrough(batch))
-        return result
 
     def __repr__(self) -> str:
         return (
@@ -283,37 +203,17 @@ class RegressionTask(_SupervisedTask):
             ValueError: If keys are missing or the output does not match the targets.
         """
         self.require(batch, "label")
-        video, audio = self.inputs(batch)
+        inputs = self.inputs(batch)
         targets: torch.Tensor = batch["label"]
-        device = (video if video is not None else audio).device
+        device = next(iter(inputs.values())).device
         targets = targets.to(device, non_blocking=True).float()
         if targets.dim() == 1:
             targets = targets[:, None]
         if targets.dim() != 2:
             raise ValueError(f"label must be (B, K) or (B,) float targets, got {tuple(targets.shape)}")
-        outputs = self._check_output(self.forward_model(video, audio), targets.shape[0], targets.shape[1]).float()
+        outputs = self._check_output(self.model(**inputs), targets.shape[0], targets.shape[1]).float()
         loss = self.loss_fn(outputs, targets)
         return detach_logs({"loss": loss, "mae": (outputs - targets).abs().mean()})
-
-    @torch.no_grad()
-    def evaluate(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """Outputs of a batch without gradients (the caller sets evaluation mode).
-
-        Args:
-            batch: See the class; ``"label"`` is optional.
-
-        Returns:
-            ``{"outputs": (B, K) float32, "label": ...}`` plus the batch's ``index`` / ``id`` / ``path`` /
-            ``segment`` / ``crop`` entries when present.
-        """
-        video, audio = self.inputs(batch)
-        batch_size = (video if video is not None else audio).shape[0]
-        outputs = self._check_output(self.forward_model(video, audio), batch_size, None).float()
-        result: dict[str, Any] = {"outputs": outputs}
-        if "label" in batch:
-            result["label"] = batch["label"]
-        result.update(self.passthrough(batch))
-        return result
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, loss={self.loss_name!r})"

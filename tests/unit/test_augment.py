@@ -28,7 +28,6 @@ from maedfer.data.augment import (
     random_resized_crop_clip,
     random_resized_crop_params,
     smoothed_one_hot,
-    soft_target_cross_entropy,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -445,17 +444,6 @@ def test_official_cutmix_slicing_pastes_time_and_height() -> None:
         expected[1, :, box.top : box.bottom, box.left : box.right, :] = 0.0
         torch.testing.assert_close(out.video[0], expected[0])
         torch.testing.assert_close(out.video[1], expected[1])
-
-
-def test_soft_target_cross_entropy_matches_torch() -> None:
-    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
-    hard = torch.tensor([0, 4, 2, 2, 1, 3])
-    onehot = F.one_hot(hard, 5).float()
-    torch.testing.assert_close(soft_target_cross_entropy(logits, onehot), F.cross_entropy(logits, hard))
-    soft = torch.softmax(torch.randn(6, 5), dim=1)
-    torch.testing.assert_close(soft_target_cross_entropy(logits, soft), F.cross_entropy(logits, soft))
-    with pytest.raises(ValueError, match="B, K"):
-        soft_target_cross_entropy(logits, soft[:, :4])
 
 
 def test_enhance_reference_formula() -> None:

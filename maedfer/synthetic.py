@@ -1,6 +1,69 @@
 """A synthetic face world: procedurally drawn talking faces with a voice-like audio track.
 
-Details: ``docs/modules.md``, section ``maedfer/synthetic.py``.
+It is the embedded default dataset of maedfer: the README quickstart and the tests run on it without any licensed
+data. Everything is drawn with NumPy and Pillow (no external assets) and is a pure function of a seed.
+
+The world
+    * **Identities** (:class:`SyntheticIdentity`): skin tone, face size and aspect ratio, jaw taper, eye spacing and
+      size, iris colour, lip colour, hair colour and style, background colour and texture, optional glasses and a
+      base voice pitch.
+    * **Clips** (:func:`render_clip`): ``T`` RGB frames plus a 16 kHz mono waveform of the same duration. The face
+      starts **neutral** and the expression unfolds over time: it sets in between 10 % and 35 % of the clip and
+      reaches its apex between 35 % and 75 %, then holds (relaxing by up to 15 % towards the end). Small pose
+      drift (translation, scale, in-plane rotation), changing lighting (gain, direction and colour tint), an
+      occasional blink, lip movement that follows the syllables of the voice and a little sensor noise make every
+      frame different.
+    * **Classes**: 7, in the DFEW label order of :data:`EMOTION_CLASSES` (0 happy, 1 sad, 2 neutral, 3 angry,
+      4 surprise, 5 disgust, 6 fear). Each is drawn with facial action cues (:data:`EXPRESSION_APEX`), a skin
+      colour change for some, and a head movement that goes with the expression:
+
+      ========  ===========================================================================================
+      happy     mouth corners up, open smile showing teeth, cheeks raised (lower lids up, rosy cheeks, smile
+                folds); head tilts a little
+      sad       inner brow ends raised, lids drooping, gaze down, mouth corners down, lower lip pushed out;
+                head sinks
+      neutral   nothing changes
+      angry     brows lowered and drawn together (frown lines), glaring eyes with tense lower lids, pressed thin
+                lips, flared nostrils, flushed skin; head leans in
+      surprise  brows raised high (forehead lines), eyes wide open, jaw dropped with a round open mouth; head
+                pulls up and back
+      disgust   upper lip raised on one side (teeth showing there), nose wrinkled, eyes narrowed, brows lowered;
+                head tilts away
+      fear      brows raised and drawn together, eyes wide open, mouth stretched sideways and slightly open with
+                teeth showing, pale skin; head pulls back
+      ========  ===========================================================================================
+
+    * **Valence / arousal** regression targets: the class's pair in :data:`VALENCE_AROUSAL` times the clip's
+      intensity (drawn in ``[0.7, 1.0]``; it also scales the drawn expression and the vocal prosody).
+    * **Voice**: a harmonic source (sum of harmonics of a pitch contour, spectral tilt and three vowel formants)
+      with a syllable-like amplitude envelope, plus aspiration noise. Mean pitch (relative to the identity's base
+      pitch), pitch range, contour slope, vibrato, speaking rate, loudness and voice quality (spectral tilt,
+      noise, harshness, creak) depend on the class (:data:`VOICE_PROSODY`).
+
+On disk (:func:`make_synthetic_world`)
+    ::
+
+        <out>/frames/<clip>/00001.jpg ...       JPEG frames, zero-padded names (frame folders, the DFEW layout)
+        <out>/videos/<clip>.mp4                 H.264 yuv420p at ``fps`` with the AAC audio track muxed in
+        <out>/audio/<clip>.wav                  16 kHz mono int16 PCM
+        <out>/pretrain/train.csv                ``<mp4> 0``, train identities      (kind "pretrain")
+        <out>/classification/{train,val,test}.csv   ``<frames dir> <label>``       (kind "classification")
+        <out>/audio_visual/{train,val,test}.csv     ``<frames dir> <wav> <label>`` (kind "audio_visual")
+        <out>/regression/{train,val,test}.csv       ``<frames dir> <wav> <valence> <arousal>`` (kind "regression")
+        <out>/info.json, <out>/README.md, <out>/preview.png
+
+    Paths in the annotation files are absolute, so the files work from any working directory. The splits are
+    identity-disjoint. Each split holds ``clips_per_class`` clips of every class, spread round-robin over the
+    split's identities. Without ``"frames"`` the clip column holds the mp4 path; without ``"wav"`` the audio column
+    holds the mp4 path (its AAC track); without ``"mp4"`` there is no pre-training list.
+
+Determinism
+    Every identity and every clip draws from its own :class:`numpy.random.Generator` seeded by
+    ``(seed, 1, identity)`` and ``(seed, 2, identity, label, clip number)``, so the output does not depend on the
+    number of worker processes. Within a clip the voice, the scene (timing, pose, lighting), the expression
+    variation and the sensor noise use separate streams: with the same seed, two classes give the same scene.
+    JPEG, wav and mp4 bytes are identical between runs on the same machine and library versions (the H.264 and
+    AAC encoders run single-threaded).
 """
 
 from __future__ import annotations

@@ -1,6 +1,91 @@
 """Feature extraction for downstream models: pooled clip vectors, token maps and intermediate layers.
 
-Details: ``docs/modules.md``, section ``maedfer/apps/features.py``.
+Three levels of features come out of any maedfer model (fine-tuned or pre-trained, video or audio-visual):
+
+* ``"pooled"``: one vector per clip. For a fine-tuned model it is exactly what the classification (or regression)
+  head reads, i.e. ``model.head(pooled)`` gives the model's output before the head activation. A pre-training model
+  has no head: its encoder runs on every token (no mask) and the tokens are mean-pooled.
+* ``"tokens"``: the final-layer token features in raster order of the token grid (``(t * H' + h) * W' + w``), with
+  the grid shape.
+* ``"layers"``: intermediate block outputs. For HiCMAE models these are the encoder layers its hierarchical
+  connections read (the LayerNorm-ed block outputs that the classifier fuses, or that the pre-training decoder and
+  contrastive loss tap) plus the cross-modal fusion outputs; for the single-modality video encoders the raw outputs
+  of the selected blocks (:meth:`~maedfer.models.encoder.TokenEncoder.forward_intermediates`, ``norm=False``).
+
+Keys and shapes of :func:`encode_clip` (``B`` clips; ``C`` encoder width; ``N = T' H' W'`` video tokens of the grid
+``(T', H', W')``; ``R`` LGI-Former regions; ``N_a = T'_a F'_a`` spectrogram patches; all float tensors are
+float32 on the model's device, the ``*grid`` entries are int64 on the CPU and have no batch axis):
+
+=================  =========================================  ==========================================================
+level              key                                        shape and meaning
+=================  =========================================  ==========================================================
+pooled             ``pooled``                                 ``(B, D)``: the head input. ViT / SVFAP: ``fc_norm`` of
+                                                              the token mean, ``D = C``; MAE-DFER: ``fc_norm`` of the
+                                                              mean of the messenger tokens
+                                                              (``classify_tokens="region"``); HiCMAE classifier:
+                                                              ``model.forward_features``, ``D = 2 (C_v + C_a)``
+                                                              audio-visual, else one width; video pre-training model:
+                                                              mean of the encoder tokens (after its final LayerNorm; LGI
+                                                              messengers excluded), ``D = C``; HiCMAE pre-training
+                                                              model: concatenated means of video tokens, audio tokens,
+                                                              fused video and fused audio tokens, ``D = 2 (C_v + C_a)``
+tokens             ``tokens``                                 ``(B, N, C)`` raster order, after the encoder's final norm
+                                                              (an Identity for mean-pooling fine-tuned encoders, whose
+                                                              ``fc_norm`` acts after pooling). SVFAP fine-tuned: the
+                                                              last stage's tokens, ``(B, T'_s H' W', C)`` with
+                                                              ``T'_s = T' / k ** (stages - 1)``
+tokens             ``grid``                                   ``(3,)``: ``(t, h, w)`` with ``t * h * w = N``
+tokens             ``messenger`` (MAE-DFER only)              ``(B, R, C)`` region (messenger) tokens in region raster
+                                                              order; *not* included in ``tokens``
+tokens (HiCMAE)    ``video_tokens``, ``audio_tokens``         ``(B, N, C_v)``, ``(B, N_a, C_a)``: last encoder layer,
+                                                              LayerNorm-ed, raster (time-major) order
+tokens (HiCMAE)    ``fused_video``, ``fused_audio``           ``(B, N, C_v)``, ``(B, N_a, C_a)``: cross-modal fusion
+                                                              outputs (when the model has a fusion encoder)
+tokens (HiCMAE)    ``video_grid``, ``audio_grid``             ``(3,)`` ``(T', H', W')``; ``(2,)`` ``(T'_a, F'_a)``
+layers             ``layer_<i>``                              ``(B, N, C)`` raw output of ``encoder.blocks[i]`` (before
+                                                              the encoder's final norm) in raster order. SVFAP: stage-0
+                                                              blocks give ``(B, N, C)``; every block of a later stage
+                                                              ``s`` gives that stage's tokens ``(B, T'_s H' W', C)``
+                                                              (raster order on ``(T'_s, H', W')``)
+layers             ``layer_<i>_messenger`` (MAE-DFER only)    ``(B, R, C)`` the messengers after block ``i``
+layers             ``layer_<i>_bottleneck`` (SVFAP only)      ``(B, T'_s G, C)`` the bottleneck tokens after block ``i``
+                                                              of a later stage (the ones its last block read)
+layers             ``grid``                                   ``(3,)`` ``(T', H', W')`` of the input token grid
+layers (HiCMAE)    ``video_layer_<i>``, ``audio_layer_<i>``   ``(B, N, C_v)``, ``(B, N_a, C_a)``: block ``i``'s output
+                                                              after the encoder's final LayerNorm (as HiCMAE reads it)
+layers (HiCMAE)    ``fused_video``, ``fused_audio``           as for ``tokens``
+layers (HiCMAE)    ``video_grid``, ``audio_grid``             as for ``tokens``
+=================  =========================================  ==========================================================
+
+Default ``layers``: every block, except for a HiCMAE pre-training model, whose default is its
+``return_intermediate_features`` taps. Negative indices count from the last block.
+
+Clips of a video file (:func:`extract_video_features`) follow the test-time temporal rule of the evaluation
+datasets (:mod:`maedfer.data.sampling`): the loaded frames are every ``sampling_rate``-th frame (padded with the
+last one to at least ``num_frames``); ``num_clips`` views start at ``segment_temporal_start`` (evenly spaced, the
+first at the start and the last at the end of the video). With ``num_clips=1`` the single view is centred instead
+(the official rule is undefined there and the datasets start at frame 0). Each clip gets the single-view test
+transform (:func:`maedfer.apps.inference.clip_to_input`: short-side resize and centre crop). For audio-visual models the
+soundtrack is read once (:func:`maedfer.apps.inference.read_soundtrack`; none raises
+:class:`maedfer.apps.inference.NoAudioError`), each clip's frame range is the test view's
+(:func:`~maedfer.data.sampling.view_audio_frame_range`), and :func:`maedfer.apps.inference.clip_filterbank` cuts it with
+HiCMAE's relative-timestamp rule and turns it into a filter bank with the model's settings.
+
+On disk (:func:`extract_features_to_folder`), each video is stored under a name: its file stem (a frame folder's
+name). When several inputs share a stem, each of them is named ``<parent>__<stem>`` (more parent folders,
+``<grandparent>__<parent>__<stem>``, until the names differ; the file suffix as a last resort), so outputs never
+overwrite each other. Formats:
+
+* ``"npy"``: one ``<name>.<key>.npy`` per key, then ``<name>.json`` (the manifest record, written last: it marks the
+  video as done);
+* ``"safetensors"``: one ``<name>.safetensors`` with every key and string metadata (``model``, ``level``,
+  ``layers``, ``num_clips``, ``video``, ``audio``, ``frame_indices`` and ``grids`` as JSON, ``settings``).
+
+Every file is written atomically. ``manifest.jsonl`` holds one JSON record per video (name, video, audio, files,
+shapes, dtypes, settings); it is rewritten at the start of a run (keeping the records whose files are still
+complete) and a line is appended when each video is done. With ``resume=True`` a video is skipped when its outputs
+are complete and were made from the same video (and audio source) with the same settings (model name, level,
+layers, clip count, face detection, format); otherwise it is recomputed.
 """
 
 from __future__ import annotations
@@ -196,7 +281,7 @@ def _encode_audio_visual(
             for index, layer in zip(found.indices, found.tokens):
                 features[f"{name}_layer_{index}"] = layer
         outputs[name] = out
-        elif level == "tokens":
+        if level == "tokens":
             features[f"{name}_tokens"] = out.tokens
         spatial = encoder.grid_size[1:]
         features[f"{name}_grid"] = _grid_tensor(out.tokens.shape[1], tuple(int(v) for v in spatial))

@@ -1,6 +1,20 @@
 """Loading a trained model for inference and turning a raw video into its inputs.
 
-Details: ``docs/modules.md``, section ``maedfer/apps/inference.py``.
+A checkpoint written by maedfer's trainer (``checkpoint-last.pth`` / ``checkpoint-<epoch>.pth``) carries its
+resolved config, so :func:`load_inference_model` rebuilds the exact model from it. A checkpoint without a config
+(an official release, a converted safetensors file) needs the registry name (and any constructor overrides) of the
+model it holds; the input geometry is then read from the model itself.
+
+Inputs of a video (shared by :mod:`maedfer.apps.predict`, :mod:`maedfer.apps.features` and :mod:`maedfer.apps.visualize`):
+
+* frames: :func:`read_video_frames` (decoding and face crops) and :func:`clip_to_input` (the test transform);
+* audio (HiCMAE's audio-visual and audio-only models): :func:`read_soundtrack` reads the whole soundtrack once
+  (a video without one raises :class:`NoAudioError`: an audio-visual model fed silence would give meaningless
+  output); :func:`clip_filterbank` cuts the audio of a clip's frame range with HiCMAE's relative-time rule
+  (:func:`maedfer.data.sampling.audio_segment`: frame ``i`` of ``n`` sits at ``i / (n - 1)`` of the waveform) and
+  turns it into the model's filter bank (:func:`maedfer.audio.wav_to_fbank`). Which frame range belongs to a clip
+  is the caller's rule (:func:`maedfer.data.sampling.view_audio_frame_range` for test views,
+  :func:`maedfer.data.sampling.window_audio_frame_range` for windows).
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from ..preprocess.faces import NoFaceError
 from ..data.readers import ClipReadError, VideoFileReader
 from ..data.sampling import AudioSegment
 from ..models.contract import input_modalities, modality_name
+from ..models.utils import video_encoder
 
 __all__ = [
     "AUDIO_MODALITIES",
@@ -120,17 +135,6 @@ def _task_of(kind: str, config: ExperimentConfig | None) -> str:
     if config is not None and config.train.task in ("classification", "regression"):
         return config.train.task
     return "classification"
-
-
-def video_encoder(model: nn.Module) -> nn.Module | None:
-    """The video :class:`~maedfer.models.encoder.TokenEncoder` of a model: the model itself (a fine-tuning encoder),
-    its ``encoder`` (masked autoencoders, HiCMAE), or ``None`` (an audio-only model)."""
-    from ..models.encoder import TokenEncoder
-
-    for candidate in (model, getattr(model, "encoder", None)):
-        if isinstance(candidate, TokenEncoder) and hasattr(candidate.patch_embed, "tubelet_size"):
-            return candidate
-    return None
 
 
 def _geometry(model: nn.Module) -> tuple[int, int, str]:

@@ -1,6 +1,22 @@
 """HiCMAE: audio and video encoders, cross-modal fusion, hierarchical skip decoders, and the audio-visual classifier.
 
-Details: ``docs/modules.md``, section ``maedfer/models/audio_visual.py``.
+* :class:`AudioViT` is the plain ViT on a log-mel spectrogram (AudioMAE style); the video encoder is
+  :class:`~maedfer.models.VideoViT`. Both are the same classes used elsewhere for pre-training and fine-tuning.
+* :class:`CrossModalFusion` runs two stacks of cross/self blocks; at every layer the video stream reads the audio stream
+  and vice versa, both from the previous layer's values.
+* :class:`AudioVisualMaskedAutoencoder` (pre-training) taps the encoders at ``return_intermediate_features`` for the
+  hierarchical contrastive loss and for the decoders' skip connections.
+* :class:`AudioVisualClassifier` (fine-tuning) fuses every encoder layer with learned softmax weights, adds the pooled
+  fusion outputs, and classifies or regresses. ``modality="video"`` / ``"audio"`` fine-tunes one branch alone.
+
+Parameter names follow the released HiCMAE checkpoints (``encoder``, ``encoder_audio``, ``encoder_fusion.{blocks,
+blocks_audio,norm,norm_audio}``, ``decoder*``, ``encoder_to_decoder*``, ``mask_token*``, ``video_layer_weights``,
+``audio_layer_weights``, ``fc_norm``, ``head``).
+
+References:
+    Sun et al., "HiCMAE: Hierarchical Contrastive Masked Autoencoder for Self-Supervised Audio-Visual Emotion
+    Recognition", Information Fusion 2024.
+    Huang et al., "Masked Autoencoders that Listen" (AudioMAE), NeurIPS 2022.
 """
 
 from __future__ import annotations
@@ -16,7 +32,7 @@ from torch import nn
 from ..layers import BlockSettings, CrossSelfBlock, SpectrogramEmbed, sinusoid_table_1d
 from .decoder import MAEDecoder, decode_masked_tokens
 from .contract import bind_inputs
-from .encoder import HEAD_ACTIVATIONS, EncoderOutput, TokenEncoder, VideoViT, init_head
+from .encoder import HEAD_ACTIVATIONS, Intermediates, TokenEncoder, VideoViT, init_head
 from .mae import init_weights_xavier
 
 __all__ = [
@@ -214,12 +230,13 @@ class AudioVisualMaskedAutoencoder(nn.Module):
 
     def forward_encoders(
         self, video: torch.Tensor, mask: torch.Tensor, audio: torch.Tensor, mask_audio: torch.Tensor
-    ) -> tuple[EncoderOutput, EncoderOutput]:
-        """Both modality encoders on their visible tokens, with the tapped layers (LayerNorm-ed)."""
+    ) -> tuple[Intermediates, Intermediates]:
+        """Both modality encoders on their visible tokens: the tapped layers (LayerNorm-ed, raster order of the
+        visible tokens, which is also the order of ``output.tokens``) and the final output."""
         taps = self.return_intermediate_features
         return (
-            self.encoder.forward_encoder(video, mask, return_layers=taps),
-            self.encoder_audio.forward_encoder(audio, mask_audio, return_layers=taps),
+            self.encoder.forward_intermediates(video, mask, indices=taps),
+            self.encoder_audio.forward_intermediates(audio, mask_audio, indices=taps),
         )
 
     def forward(
@@ -238,18 +255,18 @@ class AudioVisualMaskedAutoencoder(nn.Module):
         """
         mask, mask_audio = mask.to(torch.bool), mask_audio.to(torch.bool)
         video_out, audio_out = self.forward_encoders(video, mask, audio, mask_audio)
-        video_embeddings = [_pooled_unit(layer) for layer in video_out.layers]
-        audio_embeddings = [_pooled_unit(layer) for layer in audio_out.layers]
-        fused_video, fused_audio = self.encoder_fusion(video_out.tokens, audio_out.tokens)
+        video_embeddings = [_pooled_unit(layer) for layer in video_out.tokens]
+        audio_embeddings = [_pooled_unit(layer) for layer in audio_out.tokens]
+        fused_video, fused_audio = self.encoder_fusion(video_out.output.tokens, audio_out.output.tokens)
         pred_video = decode_masked_tokens(
             self.decoder,
             self.encoder_to_decoder,
             self.mask_token,
             self.decoder_pos_table,
             fused_video,
-            video_out.positions,
+            video_out.output.positions,
             mask,
-            skips=video_out.layers,
+            skips=video_out.tokens,
         )
         pred_audio = decode_masked_tokens(
             self.decoder_audio,
@@ -257,9 +274,9 @@ class AudioVisualMaskedAutoencoder(nn.Module):
             self.mask_token_audio,
             self.decoder_pos_table_audio,
             fused_audio,
-            audio_out.positions,
+            audio_out.output.positions,
             mask_audio,
-            skips=audio_out.layers,
+            skips=audio_out.tokens,
         )
         return AudioVisualPretrainOutput(
             pred_video=pred_video,
@@ -404,15 +421,15 @@ class AudioVisualClassifier(nn.Module):
         if self.encoder is not None:
             if video is None:
                 raise ValueError(f"modality={self.modality!r} needs a video input")
-            video_out = self.encoder.forward_encoder(video, return_layers="all")
-            parts.append(self._layer_weighted(video_out.layers, self.video_layer_weights))
+            video_out = self.encoder.forward_intermediates(video)
+            parts.append(self._layer_weighted(video_out.tokens, self.video_layer_weights))
         if self.encoder_audio is not None:
             if audio is None:
                 raise ValueError(f"modality={self.modality!r} needs an audio input")
-            audio_out = self.encoder_audio.forward_encoder(audio, return_layers="all")
-            parts.append(self._layer_weighted(audio_out.layers, self.audio_layer_weights))
+            audio_out = self.encoder_audio.forward_intermediates(audio)
+            parts.append(self._layer_weighted(audio_out.tokens, self.audio_layer_weights))
         if self.encoder_fusion is not None:
-            fused_video, fused_audio = self.encoder_fusion(video_out.tokens, audio_out.tokens)
+            fused_video, fused_audio = self.encoder_fusion(video_out.output.tokens, audio_out.output.tokens)
             parts += [fused_video.mean(1), fused_audio.mean(1)]
         return self.fc_norm(torch.cat(parts, dim=-1))
 

@@ -1,11 +1,24 @@
 """Token encoders: the shared base class and the plain ViT (VideoMAE on clips, AudioMAE-style on spectrograms).
 
-Details: ``docs/modules.md``, section ``maedfer/models/encoder.py``.
+One encoder class serves both uses:
+
+* **fine-tuning / inference**: ``model(video)`` embeds every token, runs the blocks, pools, and applies ``fc_norm`` and
+  the classification (or regression) head;
+* **masked pre-training**: :meth:`TokenEncoder.forward_encoder` with a ``mask`` runs the blocks on the visible tokens
+  only and returns them together with their raster positions (see :class:`EncoderOutput`), which is what the MAE decoder
+  needs. Pre-training encoders are built with ``global_pool=""`` (final LayerNorm on the tokens, no head).
+
+Parameter names follow the released checkpoints (``patch_embed.proj``, ``blocks.{i}``, ``norm``, ``fc_norm``, ``head``),
+so official files load with unchanged keys.
+
+References:
+    Tong et al., "VideoMAE: Masked Autoencoders are Data-Efficient Learners for Self-Supervised Video Pre-Training",
+    NeurIPS 2022.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +31,18 @@ from ..compile import check_size
 from ..masking import visible_first_order
 from .contract import bind_inputs
 
-__all__ = ["EncoderOutput", "TokenEncoder", "VideoViT", "HEAD_ACTIVATIONS", "init_head", "init_weights_trunc_normal"]
+__all__ = [
+    "EncoderOutput",
+    "HEAD_ACTIVATIONS",
+    "Intermediates",
+    "LayerTokens",
+    "TokenEncoder",
+    "VideoViT",
+    "init_head",
+    "init_weights_trunc_normal",
+    "raster_order",
+    "take_indices",
+]
 
 GlobalPool = Literal["mean", "token", ""]
 
@@ -32,6 +56,24 @@ HEAD_ACTIVATIONS: dict[str | None, type[nn.Module]] = {
 
 
 @dataclass
+class LayerTokens:
+    """One block's output as the encoder holds it (the encoder's own token order), before any norm.
+
+    Attributes:
+        tokens: ``(B, N, C)`` patch tokens after the block.
+        positions: ``(B, N)`` int64 raster index of each row on ``grid``.
+        grid: The token grid the block works on, e.g. ``(T', H', W')``; a later TPSBT stage has ``(T'_s, H', W')``.
+        summary: Extra tokens after the block (LGI-Former messengers ``(B, M, C)``, TPSBT bottleneck tokens
+            ``(B, T'_s G, C)``), or ``None``.
+    """
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    grid: tuple[int, ...]
+    summary: torch.Tensor | None = None
+
+
+@dataclass
 class EncoderOutput:
     """What an encoder returns before pooling.
 
@@ -42,14 +84,66 @@ class EncoderOutput:
         summary_tokens: Extra learned tokens, e.g. the LGI-Former messenger tokens ``(B, M, C)``, after the final norm
             when the encoder pools (``global_pool`` set; pre-training encoders leave them un-normalised because nothing
             reads them); ``None`` for encoders without them.
-        layers: Outputs of the requested blocks (``return_layers``), each ``(B, N, C)`` after the encoder's final
-            norm (the same LayerNorm for every layer, as HiCMAE); ``None`` when none were requested.
+        layers: Raw outputs of the blocks :meth:`TokenEncoder.encode_tokens` was asked to keep, by block index;
+            ``None`` when none were requested (read them through :meth:`TokenEncoder.forward_intermediates`).
     """
 
     tokens: torch.Tensor
     positions: torch.Tensor
     summary_tokens: torch.Tensor | None = None
-    layers: list[torch.Tensor] | None = None
+    layers: dict[int, LayerTokens] | None = None
+
+
+@dataclass
+class Intermediates:
+    """Per-block outputs of :meth:`TokenEncoder.forward_intermediates`, one list entry per requested block.
+
+    Attributes:
+        indices: The (non-negative) block indices, in the requested order.
+        tokens: ``(B, N_l, C)`` per block, rows sorted by raster position on the block's grid (for a masked input,
+            the visible tokens only).
+        positions: ``(B, N_l)`` int64 per block, the ascending raster positions of the rows of ``tokens``.
+        grids: Token grid of each block (``(T', H', W')``; ``(T'_s, H', W')`` in TPSBT stage ``s``; ``(T', F')`` for
+            a spectrogram).
+        summary: Per block, the encoder's extra tokens after that block (LGI-Former messengers ``(B, M, C)`` in
+            region raster order; TPSBT bottleneck tokens ``(B, T'_s G, C)`` time-major), or ``None``.
+        output: What :meth:`TokenEncoder.forward_encoder` returns for the same input.
+    """
+
+    indices: list[int]
+    tokens: list[torch.Tensor]
+    positions: list[torch.Tensor]
+    grids: list[tuple[int, ...]]
+    summary: list[torch.Tensor | None]
+    output: EncoderOutput
+
+
+def take_indices(depth: int, indices: int | Sequence[int] | None = None) -> list[int]:
+    """Block indices to return (timm convention): ``None`` = every block, an int ``n`` = the last ``n`` blocks, a
+    sequence = those blocks (negative ones count from the end), in the given order.
+
+    Raises:
+        ValueError: An index (or ``n``) out of range, or an empty selection.
+    """
+    if indices is None:
+        return list(range(depth))
+    if isinstance(indices, int):
+        if not 0 < indices <= depth:
+            raise ValueError(f"cannot take the last {indices} of {depth} blocks")
+        return list(range(depth - indices, depth))
+    taken = [int(i) for i in indices]
+    if not taken:
+        raise ValueError("indices must name at least one block")
+    bad = [i for i in taken if not -depth <= i < depth]
+    if bad:
+        raise ValueError(f"block indices {bad} are out of range for {depth} blocks")
+    return [i % depth for i in taken]
+
+
+def raster_order(tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort rows by raster position: ``(B, N, C)``, ``(B, N)`` -> the same, with ascending positions."""
+    order = positions.argsort(dim=1)
+    return tokens.gather(1, order[..., None].expand(-1, -1, tokens.shape[-1])), positions.gather(1, order)
 
 
 def init_weights_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
@@ -83,7 +177,8 @@ class TokenEncoder(nn.Module):
     ``patch_embed`` module is given (e.g. a :class:`~maedfer.layers.SpectrogramEmbed` for audio).
 
     Subclasses build ``self.blocks`` (from :attr:`num_heads` and ``self.block_settings.ramp(depth)``) and implement
-    :meth:`encode_tokens`; pooling can be customised through :meth:`pool_tokens`.
+    :meth:`encode_tokens`; pooling can be customised through :meth:`pool_tokens`. Every encoder answers
+    :meth:`forward_intermediates` (per-block tokens in raster order, with its summary tokens).
 
     Args:
         img_size: Frame height and width.
@@ -107,6 +202,9 @@ class TokenEncoder(nn.Module):
 
     #: The data :meth:`forward` takes (see :mod:`maedfer.models.contract`); the audio ViT takes ``("audio",)``.
     input_modalities: tuple[str, ...] = ("video",)
+
+    #: What the encoder's summary tokens are called (``"messenger"``, ``"bottleneck"``); ``None`` without them.
+    summary_name: str | None = None
 
     def __init__(
         self,
@@ -230,7 +328,7 @@ class TokenEncoder(nn.Module):
         x: torch.Tensor,
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
-        return_layers: Sequence[int] | None = None,
+        taps: Collection[int] = (),
         pooled_only: bool = False,
     ) -> EncoderOutput:
         """Run the blocks.
@@ -240,8 +338,7 @@ class TokenEncoder(nn.Module):
             positions: Raster index of each row, ``(B, N)``.
             all_tokens: The embedding of every token before masking ``(B, N_all, C)``. Only encoders that reproduce an
                 official pre-training which reads masked tokens use it (SVFAP's TPSBT); the others ignore it.
-            return_layers: Indices of blocks whose outputs to return in ``EncoderOutput.layers`` (before the norm);
-                encoders that cannot provide them raise ``ValueError``.
+            taps: Indices of blocks whose raw outputs to keep in ``EncoderOutput.layers`` (:class:`LayerTokens`).
             pooled_only: Only :meth:`pool` will read the result: an encoder may skip work that feeds nothing else.
 
         Returns:
@@ -249,60 +346,99 @@ class TokenEncoder(nn.Module):
         """
         raise NotImplementedError
 
+    def visible_tokens(
+        self, video: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embed a clip and keep the visible tokens.
+
+        Args:
+            video: ``(B, 3, T, H, W)`` (or ``(B, 1, T, F)`` for a spectrogram encoder).
+            mask: ``(B, N)`` bool, ``True`` = masked (dropped). Every sample must keep the same number of tokens.
+
+        Returns:
+            ``(tokens (B, N_visible, C), raster positions (B, N_visible) ascending, all embedded tokens (B, N, C))``.
+        """
+        x = all_tokens = self.embed(video)
+        batch, num_tokens, channels = x.shape
+        if mask is None:
+            return x, torch.arange(num_tokens, device=x.device).expand(batch, num_tokens), all_tokens
+        if mask.shape != (batch, num_tokens):
+            raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {(batch, num_tokens)}")
+        visible = ~mask.to(torch.bool)
+        if not torch.compiler.is_compiling():  # a data-dependent check: eager only
+            counts = visible.sum(1)
+            if bool((counts != counts[0]).any()):
+                raise ValueError(f"every sample must keep the same number of visible tokens, got {counts.tolist()}")
+        # Under torch.compile this is an unbacked size (needs capture_scalar_outputs, see maedfer.compile).
+        num_visible = int(visible[0].sum())
+        check_size(num_visible > 0, "the mask hides every token")
+        check_size(num_visible <= num_tokens, "more visible tokens than tokens")  # (for the compiler)
+        positions = visible_first_order(mask)[:, :num_visible]
+        return x.gather(1, positions[..., None].expand(-1, -1, channels)), positions, all_tokens
+
+    def finish(self, out: EncoderOutput) -> EncoderOutput:
+        """Apply the final norm to ``out.tokens`` (and to the summary tokens when the encoder pools)."""
+        out.tokens = self.norm(out.tokens)
+        if out.summary_tokens is not None and self.global_pool:
+            # Only pooling reads them; pre-training encoders drop them (as the official code), so skip that norm.
+            out.summary_tokens = self.norm(out.summary_tokens)
+        return out
+
     def forward_encoder(
-        self,
-        video: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        return_layers: Sequence[int] | Literal["all"] | None = None,
-        pooled_only: bool = False,
+        self, video: torch.Tensor, mask: torch.Tensor | None = None, pooled_only: bool = False
     ) -> EncoderOutput:
         """Encode a clip (or spectrogram), optionally keeping only visible tokens.
 
         Args:
             video: ``(B, 3, T, H, W)`` (or ``(B, 1, T, F)`` for a spectrogram encoder).
             mask: ``(B, N)`` bool, ``True`` = masked (dropped). Every sample must keep the same number of tokens.
-            return_layers: Block indices whose outputs are returned in ``layers`` (``"all"`` for every block).
+            pooled_only: Only :meth:`pool` will read the result (see :meth:`encode_tokens`).
 
         Returns:
-            :class:`EncoderOutput` with the final norm applied to tokens, summary tokens and layers.
+            :class:`EncoderOutput` with the final norm applied to the tokens (and summary tokens when pooling).
         """
-        x = all_tokens = self.embed(video)
-        batch, num_tokens, channels = x.shape
-        if mask is None:
-            positions = torch.arange(num_tokens, device=x.device).expand(batch, num_tokens)
-        else:
-            if mask.shape != (batch, num_tokens):
-                raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {(batch, num_tokens)}")
-            visible = ~mask.to(torch.bool)
-            if not torch.compiler.is_compiling():  # a data-dependent check: eager only
-                counts = visible.sum(1)
-                if bool((counts != counts[0]).any()):
-                    raise ValueError(f"every sample must keep the same number of visible tokens, got {counts.tolist()}")
-            # Under torch.compile this is an unbacked size (needs capture_scalar_outputs, see maedfer.compile).
-            num_visible = int(visible[0].sum())
-            check_size(num_visible > 0, "the mask hides every token")
-            check_size(num_visible <= num_tokens, "more visible tokens than tokens")  # (for the compiler)
-            positions = visible_first_order(mask)[:, :num_visible]
-            x = x.gather(1, positions[..., None].expand(-1, -1, channels))
-        if return_layers == "all":
-            return_layers = range(len(self.blocks))
-        if return_layers is not None:
-            return_layers = [int(i) for i in return_layers]
-            if any(not 0 <= i < len(self.blocks) for i in return_layers):
-                raise ValueError(f"return_layers {return_layers} out of range for {len(self.blocks)} blocks")
-        out = self.encode_tokens(x, positions, all_tokens, return_layers, pooled_only)
-        if out.layers is not None:
-            raw_layers = out.layers
-            out.layers = [self.norm(layer) for layer in raw_layers]
-            # The last block's output is usually among the layers: normalise it once.
-            same = [i for i, layer in enumerate(raw_layers) if layer is out.tokens]
-            out.tokens = out.layers[same[0]] if same else self.norm(out.tokens)
-        else:
-            out.tokens = self.norm(out.tokens)
-        if out.summary_tokens is not None and self.global_pool:
-            # Only pooling reads them; pre-training encoders drop them (as the official code), so skip that norm.
-            out.summary_tokens = self.norm(out.summary_tokens)
-        return out
+        return self.finish(self.encode_tokens(*self.visible_tokens(video, mask), pooled_only=pooled_only))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = True,
+    ) -> Intermediates:
+        """The outputs of selected blocks, in raster order, with the encoder's summary tokens.
+
+        Args:
+            x: ``(B, 3, T, H, W)`` clip (or ``(B, 1, T, F)`` spectrogram).
+            mask: ``(B, N)`` bool (``True`` = masked); the blocks then see the visible tokens only.
+            indices: ``None``: every block; ``n``: the last ``n`` blocks; a sequence: those blocks (negative ones
+                count from the end). See :func:`take_indices`.
+            norm: Apply the encoder's final norm (``norm``; an Identity for mean-pooling classifiers) to every
+                block's tokens and summary tokens, as HiCMAE reads its layers; ``False`` gives the raw block outputs.
+
+        Returns:
+            :class:`Intermediates`; ``output`` equals :meth:`forward_encoder` on the same input.
+
+        Raises:
+            ValueError: ``indices`` out of range, or a mask the encoder cannot take.
+        """
+        taken = take_indices(len(self.blocks), indices)
+        raw = self.encode_tokens(*self.visible_tokens(x, mask), taps=set(taken))
+        assert raw.layers is not None
+        last_tokens = raw.tokens
+        out = self.finish(EncoderOutput(raw.tokens, raw.positions, raw.summary_tokens))
+        finish = self.norm if norm else nn.Identity()
+        result = Intermediates(indices=taken, tokens=[], positions=[], grids=[], summary=[], output=out)
+        for index in taken:
+            layer = raw.layers[index]
+            # The last block's output is usually the final output too: normalise it once.
+            tokens = out.tokens if norm and layer.tokens is last_tokens else finish(layer.tokens)
+            tokens, positions = raster_order(tokens, layer.positions)
+            result.tokens.append(tokens)
+            result.positions.append(positions)
+            result.grids.append(layer.grid)
+            result.summary.append(None if layer.summary is None else finish(layer.summary))
+        return result
 
     def pool_tokens(self, out: EncoderOutput) -> torch.Tensor:
         """The token set that is pooled for classification, ``(B, n, C)``."""
@@ -357,20 +493,16 @@ class VideoViT(TokenEncoder):
         x: torch.Tensor,
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
-        return_layers: Sequence[int] | None = None,
+        taps: Collection[int] = (),
         pooled_only: bool = False,
     ) -> EncoderOutput:
         """Joint attention over all given tokens; order and positions pass through unchanged."""
-        wanted = set(return_layers or ())
-        layers = []
+        layers = {}
         for index, block in enumerate(self.blocks):
             x = self.run_block(block, x)
-            if index in wanted:
-                layers.append(x)
-        if return_layers is not None:
-            by_index = dict(zip(sorted(wanted), layers))
-            layers = [by_index[i] for i in return_layers]
-        return EncoderOutput(tokens=x, positions=positions, layers=layers if return_layers is not None else None)
+            if index in taps:
+                layers[index] = LayerTokens(x, positions, self.grid_size)
+        return EncoderOutput(tokens=x, positions=positions, layers=layers if taps else None)
 
 
 def _check_divisible(name: str, total: int, part: int) -> None:

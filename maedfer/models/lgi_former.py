@@ -1,11 +1,27 @@
 """LGI-Former: the local-global interaction encoder of MAE-DFER.
 
-Details: ``docs/modules.md``, section ``maedfer/models/lgi_former.py``.
+The token grid ``(T', H', W')`` is cut into ``M`` regions of ``region_size = (t, h, w)`` tokens. Each region gets one
+learned *messenger* token (``lg_region_tokens[m]``, no position embedding). Every block runs
+
+1. intra-region self-attention over each region's messenger and local tokens (``first_attn``),
+2. self-attention among the ``M`` messengers of a clip (``second_attn``),
+3. cross-attention from every local token of a clip to all ``M`` messengers (``third_attn``),
+4. the MLP on every token.
+
+Tokens are grouped by computing the region of each token from its raster position, so the same code serves
+fine-tuning (all tokens) and masked pre-training (visible tokens; every region must keep the same number of visible
+tokens, which the part-window mask guarantees). The grouping is region-major with raster order inside a region, exactly
+the order of the official implementation; :class:`~maedfer.models.encoder.EncoderOutput` carries the raster positions of
+that order so the MAE decoder can give each token its own position.
+
+References:
+    Sun et al., "MAE-DFER: Efficient Masked Autoencoder for Self-supervised Dynamic Facial Expression Recognition",
+    ACM MM 2023.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import Any, Literal
 
 import torch
@@ -14,7 +30,7 @@ from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from ..compile import check_size
 from ..layers import Attention, BlockSettings, DropPath, Mlp
-from .encoder import EncoderOutput, TokenEncoder, _check_divisible
+from .encoder import EncoderOutput, LayerTokens, TokenEncoder, _check_divisible
 
 __all__ = ["LGIBlock", "LGIFormer"]
 
@@ -168,6 +184,8 @@ class LGIFormer(TokenEncoder):
             supported by the LGI-Former (the official block raises on it).
     """
 
+    summary_name = "messenger"
+
     def __init__(
         self,
         *,
@@ -241,7 +259,7 @@ class LGIFormer(TokenEncoder):
         x: torch.Tensor,
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
-        return_layers: Sequence[int] | None = None,
+        taps: Collection[int] = (),
         pooled_only: bool = False,
     ) -> EncoderOutput:
         """Group tokens into regions, add messengers, run the LGI blocks.
@@ -249,6 +267,7 @@ class LGIFormer(TokenEncoder):
         Args:
             x: ``(B, N, C)`` tokens in raster order (``N`` = all tokens, or the visible ones).
             positions: ``(B, N)`` raster indices.
+            taps: Blocks whose outputs to keep: local tokens region-major ``(B, N, C)``, messengers as summary.
             pooled_only: Only :meth:`pool` will read the result; with :attr:`skips_last_local_stage` the local tokens
                 are then not finished and come back empty, ``(B, 0, C)``.
 
@@ -256,8 +275,6 @@ class LGIFormer(TokenEncoder):
             :class:`EncoderOutput` whose ``tokens`` are the local tokens region-major ``(B, N, C)`` with matching
             ``positions``, and ``summary_tokens`` the messengers ``(B, M, C)``.
         """
-        if return_layers is not None:
-            raise ValueError("the LGI-Former does not return per-block outputs (return_layers)")
         batch, num_tokens, channels = x.shape
         regions = self.num_regions
         full = num_tokens == self.patch_embed.num_patches  # a tensor under torch.jit.trace (fvcore counts)
@@ -283,8 +300,13 @@ class LGIFormer(TokenEncoder):
         messengers = self.lg_region_tokens.to(x.dtype)[None, :, None, :].expand(batch, -1, -1, -1)
         x = torch.cat((messengers, x), dim=2).reshape(batch * regions, 1 + per_region, channels)
         last = len(self.blocks) - 1 if pooled_only and self.skips_last_local_stage else len(self.blocks)
-        for block in self.blocks[:last]:
+        layers = {}
+        for index, block in enumerate(self.blocks[:last]):
             x = self.run_block(block, x, batch)
+            if index in taps:
+                grouped = x.reshape(batch, regions, 1 + per_region, channels)
+                local = grouped[:, :, 1:].reshape(batch, num_tokens, channels)
+                layers[index] = LayerTokens(local, positions, self.grid_size, summary=grouped[:, :, 0])
         if last < len(self.blocks):
             messengers = self.run_block(self.blocks[last], x, batch, True).reshape(batch, regions, channels)
             return EncoderOutput(tokens=x.new_zeros(batch, 0, channels), positions=positions[:, :0],
@@ -294,6 +316,7 @@ class LGIFormer(TokenEncoder):
             tokens=x[:, :, 1:].reshape(batch, num_tokens, channels),
             positions=positions,
             summary_tokens=x[:, :, 0],
+            layers=layers if taps else None,
         )
 
     def pool_tokens(self, out: EncoderOutput) -> torch.Tensor:

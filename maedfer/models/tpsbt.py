@@ -1,11 +1,33 @@
 """TPSBT: the temporal-pyramid, spatial-bottleneck transformer of SVFAP.
 
-Details: ``docs/modules.md``, section ``maedfer/models/tpsbt.py``.
+Stage 0 is a stack of plain ViT blocks on all (or the visible) tokens. Every later stage ``s``
+
+1. halves time with a temporal convolution (``temporal_downsamples[s-1]``: ``Conv1d(C, C, k, stride=k)`` over the frames
+   of each spatial position), giving ``Y``;
+2. pools each frame's tokens into ``G`` bottleneck tokens with a learned spatial attention (``spatial_downsamples``),
+   giving ``Z``;
+3. refines ``Z`` with ``d_s - 1`` cross/self blocks that read ``Y``;
+4. runs a last cross/self block on ``Y`` that reads ``Z`` and then attends over all of ``Y``.
+
+For classification the last stage's tokens are mean-pooled. For masked pre-training (``output="multiscale"``) every
+stage's output is brought back to the input's temporal length and summed with stage 0's.
+
+Two behaviours of the official pre-training encoder differ from the paper and from the fine-tuning model; both are
+reproducible through switches and fixed by default:
+
+* ``pretrain_context``: ``"bottleneck"`` (default) lets the last block of a stage read the bottleneck tokens, as in
+  fine-tuning and the paper; ``"official"`` makes it read the full patch embedding of **all** tokens, masked ones
+  included (information leak; the spatial attention and bottleneck blocks then get no gradient);
+* ``upsample``: ``"repeat"`` (default) repeats each stage frame over the input frames it covers; ``"official"``
+  reshapes the stage output with the temporal length *before* down-sampling, which scrambles token order.
+
+References:
+    Sun et al., "SVFAP: Self-supervised Video Facial Affect Perceiver", IEEE Transactions on Affective Computing, 2024.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 import torch
@@ -13,7 +35,7 @@ from torch import nn
 
 from ..compile import check_size
 from ..layers import Block, CrossSelfBlock, Mlp
-from .encoder import EncoderOutput, TokenEncoder, _check_divisible
+from .encoder import EncoderOutput, LayerTokens, TokenEncoder, _check_divisible
 
 __all__ = ["SpatialAttentionPool", "TPSBT"]
 
@@ -68,7 +90,15 @@ class TPSBT(TokenEncoder):
         pretrain_context: See the module docstring; only used with a mask.
         upsample: See the module docstring; only used with ``output="multiscale"``.
         **kwargs: :class:`~maedfer.models.encoder.TokenEncoder` arguments (the drop-path ramp spans all blocks).
+
+    Per-block outputs (:meth:`~maedfer.models.encoder.TokenEncoder.forward_intermediates`): a stage-0 block gives the
+    tokens on the input grid ``(T', H', W')``; a block of stage ``s`` lives on the down-sampled grid
+    ``(T' / k ** s, H', W')``: its tokens are the stage's full tokens ``Y`` (unchanged by the bottleneck blocks, updated
+    by the last block) and its summary the bottleneck tokens ``Z`` ``(B, T'_s G, C)`` after it (for the last block,
+    the ``Z`` it read; ``None`` where ``pretrain_context="official"`` skips the bottleneck branch).
     """
+
+    summary_name = "bottleneck"
 
     def __init__(
         self,
@@ -188,7 +218,7 @@ class TPSBT(TokenEncoder):
         x: torch.Tensor,
         positions: torch.Tensor,
         all_tokens: torch.Tensor | None = None,
-        return_layers: Sequence[int] | None = None,
+        taps: Collection[int] = (),
         pooled_only: bool = False,
     ) -> EncoderOutput:
         """Run the stages.
@@ -198,35 +228,55 @@ class TPSBT(TokenEncoder):
             positions: ``(B, N)`` raster indices.
             all_tokens: The embedding of every token before masking ``(B, N_all, C)``; the context of the last block
                 of each stage when ``pretrain_context="official"``.
+            taps: Blocks whose outputs to keep (see the class docstring for what a block's tokens are).
 
         Returns:
             ``output="last"``: the last stage's tokens ``(B, T_last * P, C)`` with the positions of the first input
             frame each covers; ``output="multiscale"``: ``(B, N, C)`` with the input positions.
         """
-        if return_layers is not None:
-            raise ValueError("TPSBT does not return per-block outputs (return_layers)")
         self._check_token_layout(positions)
-        for block in self._stage_blocks(0):
+        layers: dict[int, LayerTokens] = {}
+        for index, block in enumerate(self._stage_blocks(0)):
             x = self.run_block(block, x)
+            if index in taps:
+                layers[index] = LayerTokens(x, positions, self.grid_size)
         fused = x if self.output == "multiscale" else None
         frames = self.grid_size[0]
         for stage in range(1, len(self.stage_depths)):
             full = self._temporal_down(x, stage, frames)
             blocks = self._stage_blocks(stage)
+            first = sum(self.stage_depths[:stage])
+            stage_positions, grid = self._stage_positions(positions, stage)
             if self.pretrain_context == "official" and all_tokens is not None:
                 # Official pre-training: the bottleneck branch is computed there but never used; skip it.
-                context = all_tokens
+                context, summary = all_tokens, None
+                layers.update({i: LayerTokens(full, stage_positions, grid)
+                               for i in range(first, first + len(blocks) - 1) if i in taps})
             else:
                 context = self.spatial_downsamples[stage - 1](full, frames // self.temporal_kernel_size)
-                for block in blocks[:-1]:
+                for index, block in enumerate(blocks[:-1], start=first):
                     context = self.run_block(block, context, full)
+                    if index in taps:
+                        layers[index] = LayerTokens(full, stage_positions, grid, summary=context)
+                summary = context
             x = self.run_block(blocks[-1], full, context)
+            if first + len(blocks) - 1 in taps:
+                layers[first + len(blocks) - 1] = LayerTokens(x, stage_positions, grid, summary=summary)
             if fused is not None:
                 fused = fused + self._upsample(x, stage, frames)
             frames //= self.temporal_kernel_size
+        kept = layers if taps else None
         if fused is not None:
-            return EncoderOutput(tokens=fused, positions=positions)
+            return EncoderOutput(tokens=fused, positions=positions, layers=kept)
         stride = self.temporal_kernel_size ** (len(self.stage_depths) - 1)
         batch = positions.shape[0]
         first_frames = positions.reshape(batch, self.grid_size[0], -1)[:, ::stride].reshape(batch, -1)
-        return EncoderOutput(tokens=x, positions=first_frames)
+        return EncoderOutput(tokens=x, positions=first_frames, layers=kept)
+
+    def _stage_positions(self, positions: torch.Tensor, stage: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Raster positions ``(B, T'_s P)`` of stage ``s``'s tokens on its own grid ``(T'_s, H', W')``, and that grid."""
+        stride = self.temporal_kernel_size**stage
+        frames, height, width = self.grid_size
+        per_frame = height * width
+        first = positions.reshape(positions.shape[0], frames, -1)[:, ::stride].flatten(1)
+        return first // per_frame // stride * per_frame + first % per_frame, (frames // stride, height, width)

@@ -163,20 +163,20 @@ def _check_audio_visual_pretrain(fx: dict[str, Any], cmp: _Comparer) -> None:
     with torch.no_grad():
         out = model(video, mask, audio, mask_audio)
         video_enc, audio_enc = model.forward_encoders(video, mask, audio, mask_audio)
-        fusion_video, fusion_audio = model.encoder_fusion(video_enc.tokens, audio_enc.tokens)
+        fusion_video, fusion_audio = model.encoder_fusion(video_enc.output.tokens, audio_enc.output.tokens)
     cmp.close("pred_video", out.pred_video, outputs["pred_video"])
     cmp.close("pred_audio", out.pred_audio, outputs["pred_audio"])
     for name, ours, theirs in (
         ("logits_per_video", out.logits_per_video, outputs["logits_per_video"]),
         ("logits_per_audio", out.logits_per_audio, outputs["logits_per_audio"]),
-        ("encoder_video_intermediate", video_enc.layers, outputs["encoder_video_intermediate"]),
-        ("encoder_audio_intermediate", audio_enc.layers, outputs["encoder_audio_intermediate"]),
+        ("encoder_video_intermediate", video_enc.tokens, outputs["encoder_video_intermediate"]),
+        ("encoder_audio_intermediate", audio_enc.tokens, outputs["encoder_audio_intermediate"]),
     ):
         cmp.equal(f"{name}.levels", len(ours), len(theirs))
         for level, (a, b) in enumerate(zip(ours, theirs)):
             cmp.close(f"{name}[{level}]", a, b)
-    cmp.close("encoder_video", video_enc.tokens, outputs["encoder_video"])
-    cmp.close("encoder_audio", audio_enc.tokens, outputs["encoder_audio"])
+    cmp.close("encoder_video", video_enc.output.tokens, outputs["encoder_video"])
+    cmp.close("encoder_audio", audio_enc.output.tokens, outputs["encoder_audio"])
     cmp.close("fusion_video", fusion_video, outputs["fusion_video"])
     cmp.close("fusion_audio", fusion_audio, outputs["fusion_audio"])
     for entry in fx["losses"]:

@@ -1,24 +1,6 @@
 """Audio front end of HiCMAE (the AudioMAE recipe): waveform -> normalised log-mel filter bank.
 
-The recipe, applied to one mono 16 kHz waveform segment ``w``:
-
-1. remove the mean and multiply by a gain: ``w = (w - w.mean()) * gain`` (``gain = 1`` unless the
-   official magnitude augmentation, :func:`random_gain`, is used);
-2. Kaldi-compatible log-mel filter bank from :func:`torchaudio.compliance.kaldi.fbank` (HTK-compatible
-   layout, Hann window, 25 ms frames every 10 ms, 128 mel bins, no dither, no energy term), giving
-   ``(frames, 128)``;
-3. zero-pad at the end, or cut, in time to ``target_length`` frames (256 by default, i.e. 2.56 s);
-4. optional SpecAugment (training only): one frequency band and one time band set to zero;
-5. normalise with the AudioSet statistics: ``(fb - mean) / (2 * std)``. Because padding and masking
-   happen before this step, padded and masked entries equal ``-mean / (2 * std)`` (about +0.4670 with
-   the default statistics), not 0.
-
-With 128 bins at 16 kHz one mel filter (index 3) covers no FFT bin; its column is the constant
-``log(float32 eps)`` (about -15.94) before normalisation. Kaldi-native implementations refuse this
-configuration, so torchaudio is used on purpose.
-
-torchaudio is an optional dependency (``pip install "maedfer[audio]"``); it is imported only when a
-filter bank is computed.
+Details: ``docs/modules.md``, section ``maedfer/audio.py``.
 """
 
 from __future__ import annotations

@@ -1,27 +1,6 @@
 """Reading, adapting, loading and saving model checkpoints.
 
-This module understands the checkpoint layouts that users of MAE-DFER, SVFAP and
-HiCMAE bring along:
-
-* official training files (``checkpoint-<epoch>.pth``): a dict with ``model``,
-  ``optimizer``, ``epoch``, ``scaler`` and ``args`` (an :class:`argparse.Namespace`);
-* DeepSpeed files, which keep the weights under ``module``;
-* raw state dicts, optionally with a ``module.`` (DDP) or ``_orig_mod.``
-  (``torch.compile``) prefix on every key;
-* ``.safetensors`` files.
-
-Pickle-based files are always read with ``weights_only=True``. The only extra
-class that is allowed is :class:`argparse.Namespace`; any file that would need
-more (arbitrary classes, functions such as ``os.system``) is refused.
-
-Loading a pre-training checkpoint into a fine-tuning model follows the official
-transfer rules (see :func:`adapt_state_dict`), with one deliberate difference:
-tensors whose shapes do not fit the model raise :class:`CheckpointShapeError`
-instead of being silently left at their random initial values.
-
-Saving is atomic: the data are written to a temporary file in the target folder,
-flushed to disk and then renamed onto the target, so an interrupted save never
-leaves a truncated file behind.
+Details: ``docs/modules.md``, section ``maedfer/checkpoint.py``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """``torch.compile`` for maedfer models: the dynamo settings they need and one entry point.
 
-Pre-training models keep only the visible tokens of a mask, so the number of tokens the encoder sees is read from the
-mask (``int(visible[0].sum())``). Under ``torch.compile`` that is an *unbacked* size, which dynamo traces without a
-graph break only with ``torch._dynamo.config.capture_scalar_outputs = True``; :func:`compile_model` sets it
-(:data:`DYNAMO_CONFIG`). The fine-tuning models need nothing special. Data-dependent validation (equal visible counts
-per sample, per LGI region, tube layout for TPSBT) runs in eager mode only; under compile the sizes are asserted with
-``torch._check`` instead.
-
-:func:`compile_model` compiles the module *in place* (``nn.Module.compile``): ``state_dict`` keys stay clean (no
-``_orig_mod.`` prefix) and DDP / DeepSpeed wrap it as any module. Checkpoints written from a ``torch.compile(model)``
-wrapper (``_orig_mod.`` keys) still load everywhere (:func:`maedfer.checkpoint.load_checkpoint` strips the prefix).
+Details: ``docs/modules.md``, section ``maedfer/compile.py``.
 """
 
 from __future__ import annotations

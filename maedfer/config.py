@@ -1,15 +1,6 @@
 """Typed experiment configuration: dataclasses loaded from YAML, with dotted command-line overrides.
 
-An experiment is ``ExperimentConfig(model, data, optim, train)``. YAML files mirror that nesting::
-
-    model: {name: mae_dfer_pretrain_base, kwargs: {decoder_pos_order: raster}}
-    data: {dataset: synthetic, batch_size: 8}
-    optim: {lr: 3.0e-4, betas: [0.9, 0.95]}
-    train: {task: pretrain, epochs: 100}
-
-Overrides use dotted keys and YAML values: ``train.epochs=3 optim.lr=1e-4 model.kwargs.drop_path_rate=0.1``. Unknown
-keys are errors (naming the key and the file), so a typo never silently does nothing. The resolved configuration is
-saved next to the checkpoints (``config.yaml``).
+Details: ``docs/modules.md``, section ``maedfer/config.py``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,6 @@
 """Mask generators for masked autoencoding.
 
-Every mask is a ``torch.bool`` tensor where ``True`` means *masked* (hidden from the encoder and
-reconstructed by the decoder). Masks are flat, in raster token order:
-
-* video token grids ``(T', H', W')``: index ``n = (t * H' + h) * W' + w`` (temporal index slowest,
-  then patch row, then patch column);
-* audio token grids ``(T_a', F')``: index ``n = t * F' + f`` (row-major).
-
-Three generators are provided:
-
-* :class:`TubeMaskGenerator`: one random spatial mask repeated in every temporal slice (VideoMAE,
-  SVFAP and HiCMAE video).
-* :class:`PartWindowMaskGenerator`: the frame is tiled by windows and each window gets the same
-  number of masked cells; the spatial mask is repeated over time (MAE-DFER's ``part_window`` mask,
-  whose window must equal the spatial size of an LGI-Former region).
-* :class:`RandomMaskGenerator`: a uniformly random subset of all tokens (HiCMAE audio).
-
-All randomness comes from torch (``torch.rand`` followed by ``argsort``), so the per-worker seeding
-of :class:`torch.utils.data.DataLoader` makes masks differ between workers, and an explicit
-:class:`torch.Generator` makes them reproducible.
+Details: ``docs/modules.md``, section ``maedfer/masking.py``.
 """
 
 from __future__ import annotations

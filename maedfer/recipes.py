@@ -1,28 +1,6 @@
 """The official training recipes of MAE-DFER, SVFAP and HiCMAE, as data.
 
-This module is the single place where the numbers of the official recipes live. Each entry of
-:data:`OFFICIAL_RECIPES` describes one official run (a pre-training on VoxCeleb2 or a fine-tuning on one dataset) in the
-official code's terms, with a ``source`` naming the spec section the facts come from. The YAML files under
-``pretrain/configs`` and ``finetune/configs`` express the same recipes in maedfer's configuration schema
-(:mod:`maedfer.config`); ``tests/unit/test_configs.py`` checks, field by field, that each file equals its entry here.
-
-Keys are the config file stems: ``<system>_voxceleb2`` for pre-training (``pretrain/configs/<key>.yaml``) and
-``<dataset>_<system>`` for fine-tuning (``finetune/configs/<key>.yaml``, dashes in dataset names become ``_``).
-
-Conventions of the entries
-    * Learning rates: ``base_lr`` is the official ``--lr`` (per total batch of 256); ``effective_lr`` is the peak
-      learning rate the run used, ``base_lr * total_batch / 256`` (what the logs print). ``min_lr`` is the base
-      ``--min_lr``, scaled the same way.
-    * Batches: ``batch_per_gpu`` x ``gpus`` = ``total_batch`` (``update_freq`` is 1 everywhere). ``None`` means the
-      spec does not know the split (only the total).
-    * ``layer_decay: None`` means no layer-wise decay (pre-training); ``clip_grad: None`` means no clipping.
-    * ``unverified`` lists the facts that the spec marks as unverified or inferred; ``notes`` holds anything else a
-      user should know when reproducing the run.
-    * Epoch numbers of checkpoints are the official 0-based ones: ``checkpoint-49.pth`` is the state after 50 epochs.
-
-Spec files: ``video_models.md`` (MAE-DFER and SVFAP: section 9 recipes, section 10 results and the pre-training log,
-section 7.2 checkpoints) and ``hicmae.md`` (section 7 recipes, section 8.1 results, section 3 objective, section 6
-data).
+Details: ``docs/modules.md``, section ``maedfer/recipes.py``.
 """
 
 from __future__ import annotations

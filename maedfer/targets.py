@@ -1,29 +1,6 @@
 """Reconstruction targets for video masked autoencoders.
 
-Follows the VideoMAE / MAE-DFER / SVFAP / HiCMAE pre-training engines exactly.
-
-Video targets:
-
-1. the input clip, normalised with the ImageNet statistics, is un-normalised back to ``[0, 1]``
-   pixel values: ``x = video * std + mean``;
-2. ``x`` is cut into ``tubelet x p x p`` tokens in raster order; optionally every token is
-   normalised per channel over its pixels with the *unbiased* standard deviation plus ``eps``;
-3. optionally (MAE-DFER's motion target) frames are replaced by their difference to the first
-   frame of their group of ``g`` consecutive frames;
-4. each token is flattened with the channel index varying fastest.
-
-Layout conventions:
-
-* tokens are raster-ordered over the grid ``(T / tubelet, H / p, W / p)``:
-  ``n = (t * H' + h) * W' + w``;
-* inside a token the pixel index is ``(tau * p + i) * p + j`` (``tau`` frame within the tubelet,
-  ``i`` row, ``j`` column), and a flattened token has element ``pixel * C + c``.
-
-Spectrogram (audio) targets, as in the HiCMAE engine: the log-mel filter-bank input ``(B, C, T, F)``
-is used as it is (no un-normalisation), cut into ``p x p`` tokens raster-ordered over
-``(T / p, F / p)`` with time slowest (``n = t * F' + f``), pixel index ``i * p + j`` inside a token
-(``i`` along time, ``j`` along frequency), optionally normalised per token and channel the same way,
-and flattened with the channel fastest.
+Details: ``docs/modules.md``, section ``maedfer/targets.py``.
 """
 
 from __future__ import annotations

@@ -1,34 +1,6 @@
 """Sample-level inference on raw video: sliding windows over a whole video, one prediction per window.
 
-A fine-tuned model sees clips of ``T = loaded.num_frames`` frames taken every ``sr = loaded.sampling_rate``-th
-frame, i.e. a span of ``T * sr`` source frames. :func:`predict_video` slides such a window over the whole video
-and predicts every position:
-
-Windows (:func:`window_starts`), in source frames, for a video of ``N`` frames, a window of ``W`` frames and a
-stride ``S`` (defaults ``W = T * sr``, ``S = W // 2``):
-
-* starts ``0, S, 2 S, ...`` while ``start + W <= N``;
-* if the last of them ends before the end of the video, one more window ``[N - W, N)`` so the whole video is
-  covered;
-* a video shorter than one window (``N <= W``) gives one window ``[0, N)``.
-
-Clip frames (:func:`clip_frame_indices`): from a window ``[start, end)`` of ``n = end - start`` frames the clip
-takes ``start + floor(k * n / T)`` for ``k = 0 .. T - 1``: the first frame of each of ``T`` equal parts. For the
-default window (``n = T * sr``) this is ``start, start + sr, ...``, the official test-time stride; a window
-shorter than ``T`` frames repeats frames.
-
-Audio (audio-visual and audio-only models, HiCMAE): the video file's soundtrack is read once at the filter bank's
-sampling rate (:func:`maedfer.apps.inference.read_soundtrack`; a video without one raises :class:`NoAudioError`). A
-from ..models.contract import input_modalities, model_inputs
-window ``[start, end)`` is treated as a clip of ``end - start`` frames taken at stride 1, so its audio runs from
-its first frame to the frame after it (the last frame at most), as in HiCMAE fine-tuning
-(:func:`maedfer.data.sampling.window_audio_frame_range`); :func:`maedfer.apps.inference.clip_filterbank` cuts that
-range with the relative-time rule (frame ``i`` of ``N`` sits at ``i / (N - 1)`` of the waveform) and returns the
-``(1, target_length, mel bins)`` filter bank.
-
-Outputs: per window the softmax probabilities (classification) or the raw outputs (regression);
-:meth:`WindowedPrediction.mean` averages them over the windows. :func:`save_outputs` writes a CSV (one row per
-window), a JSON file and a PNG timeline (:func:`plot_timeline`).
+Details: ``docs/modules.md``, section ``maedfer/apps/predict.py``.
 """
 
 from __future__ import annotations

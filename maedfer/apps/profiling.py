@@ -1,15 +1,6 @@
 """Profiling: parameters, multiply-adds with fused attention counted, throughput, latency, memory and MFU.
 
-Two independent counters, which must agree:
-
-* :func:`count_macs` runs ``torch.utils.flop_counter.FlopCounterMode`` with the CPU fused-attention kernels registered
-  (torch's registry only knows the CUDA ones, so CPU SDPA would count 0) and LayerNorm added;
-* :func:`fvcore_macs` runs ``fvcore.nn.FlopCountAnalysis`` with a handle for ``aten::scaled_dot_product_attention``
-  (fvcore counts it 0 otherwise) and gives a per-module table.
-
-Convention (the one the MAE-DFER / SVFAP / HiCMAE papers call "GFLOPs", and fvcore's): one multiply-add counts 1, so
-**GMACs** = GFLOPs / 2 in the usual sense; LayerNorm counts 5 per input element; element-wise ops, softmax and GELU
-count 0. Every number this module reports is labelled GMACs or GFLOPs (= 2 x GMACs).
+Details: ``docs/modules.md``, section ``maedfer/apps/profiling.py``.
 """
 
 from __future__ import annotations

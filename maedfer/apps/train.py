@@ -1,14 +1,6 @@
 """``main(argv)``: the entry point behind ``pretrain/pretrain.py`` and ``finetune/finetune.py``.
 
-    torchrun --nproc_per_node=N pretrain/pretrain.py --config pretrain/configs/mae_dfer_voxceleb2.yaml [key=value ...]
-    python finetune/finetune.py --config finetune/configs/dfew_mae_dfer.yaml --folds 1-5
-
-Steps: load the typed config (YAML + dotted overrides) -> initialise the process group from torchrun's environment
--> build the model (optionally from a checkpoint), the task (objective) and the data -> build the backend (DDP or
-DeepSpeed) with the official parameter groups and the per-iteration schedule -> resume from the latest complete
-checkpoint (``train.resume: auto``) -> train, validate, checkpoint -> final test with the official test views ->
-metrics (JSON, confusion matrix CSV/PNG) in ``train.output_dir``. ``--folds`` runs several folds and writes a
-mean +- std summary table.
+Details: ``docs/modules.md``, section ``maedfer/apps/train.py``.
 """
 
 from __future__ import annotations

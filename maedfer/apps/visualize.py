@@ -1,26 +1,6 @@
 """Pictures of what the models do: masked-autoencoder reconstructions and attention maps as frame grids.
 
-Reconstructions
-    Predictions of a pre-training model are per-patch normalised pixels (and, for MAE-DFER / HiCMAE, frame
-    differences). To show them as images, each masked patch is mapped back to pixels with the mean and standard
-    deviation of the original patch (as the MAE papers do for their figures); visible patches show the input.
-    :func:`reconstruction_figure` runs a masked autoencoder on one clip and tiles the input, the masked input and the
-    reconstruction (plus, with frame-difference targets, the target and predicted frame differences) into one
-    labelled image.
-
-Attention
-    :func:`attention_maps` reads the attention probabilities of one encoder block (the manual softmax path of
-    :class:`maedfer.layers.Attention`, switched on with ``keep_attention``) and maps them onto the ``(T', H', W')``
-    token grid; :func:`attention_overlay` blends such a map over the frames with a colour map.
-
-Clips
-    :func:`centre_clip_indices` picks the test-time view in the middle of a video and :func:`centre_clip_audio` the
-    filter bank of its audio (HiCMAE models), cut with the relative-time rule of the evaluation
-    (:func:`maedfer.data.sampling.view_audio_frame_range`, :func:`maedfer.apps.inference.clip_filterbank`). An
-    audio-visual model is never fed silence: a video without a soundtrack raises
-    :class:`maedfer.apps.inference.NoAudioError`.
-
-All figures are ``uint8 (H, W, 3)`` RGB arrays; :func:`save_png` writes them atomically.
+Details: ``docs/modules.md``, section ``maedfer/apps/visualize.py``.
 """
 
 from __future__ import annotations

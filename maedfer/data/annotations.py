@@ -1,29 +1,6 @@
 """Annotation files of the official MAE-DFER / SVFAP / HiCMAE recipes: reading, path remapping, writing.
 
-The official files are plain text, one sample per line, fields separated by single spaces, no header
-(``pandas.read_csv(header=None, delimiter=' ')``). Four layouts (``kind``):
-
-============== ========================================== =============================================
-kind           line                                       :class:`AnnotationRow`
-============== ========================================== =============================================
-classification ``<clip> <int label>``                     ``label: int``
-audio_visual   ``<clip> <wav> <int label>``               ``label: int``, ``audio_path: str``
-regression     ``<clip> <wav> <y1> <y2> ... <yk>``        ``label: tuple[float, ...]`` (always a tuple)
-pretrain       ``<video>`` or ``<video> <int>``           ``label: None`` (the integer is a dummy)
-============== ========================================== =============================================
-
-``<clip>`` is a frame folder, a single image or a video file. Reading is a little more tolerant than the official
-code: runs of spaces / tabs, trailing whitespace, Windows line ends, a UTF-8 byte-order mark, blank lines and
-comment lines (first non-blank character ``#``) are accepted. Because fields are separated by whitespace, a path
-cannot contain whitespace; :func:`write_annotations` refuses such paths.
-
-Pre-training lists: the official VoxCeleb2 loader appends ``.mp4`` to a path whose last component has no ``.``;
-:func:`read_annotations` does the same for ``kind="pretrain"`` through ``default_suffix`` (``None`` turns it off,
-e.g. for lists of frame folders).
-
-The committed official files use absolute, machine-specific paths such as
-``/mnt/data1/brain/AC/Dataset/DFEW/...``; ``path_map`` (see :func:`remap_path`) rewrites such prefixes to a
-local data root while reading.
+Details: ``docs/modules.md``, section ``maedfer/data/annotations.py``.
 """
 
 from __future__ import annotations

@@ -1,48 +1,6 @@
 """Fine-tuning training augmentations of MAE-DFER, SVFAP and HiCMAE, applied clip-wise.
 
-The official recipe (``VideoClsDatasetFrame`` in mode ``'train'`` followed by the batch mixing of the
-training loop) is, for one clip of ``L`` frames:
-
-1. square PIL-bilinear resize of every frame to ``short_side_size`` (160);
-2. :class:`VideoRandAugment` ``rand-m7-n4-mstd0.5-inc1`` on the PIL frames: one draw of operations,
-   magnitudes and signs per clip, applied identically to every frame;
-3. ``uint8 -> float32``, ImageNet normalisation, layout ``(3, L, H, W)``;
-4. :func:`random_resized_crop_clip` (area ``U[0.08, 1]``, log-uniform aspect in ``[3/4, 4/3]``) back to
-   ``input_size`` with ``F.interpolate(bilinear, align_corners=False)``, the same box for all frames;
-5. :func:`horizontal_flip_clip` with probability 0.5 (whole clip);
-6. :func:`random_erasing_clip` ("cube" mode): with probability 0.25 one rectangle at the same place in
-   every frame, filled with per-pixel ``N(0, 1)`` noise drawn separately for each frame;
-7. per batch, :class:`Mixup`: Mixup (alpha 0.8) or CutMix (alpha 1.0, with probability 0.5), the partner
-   being the batch reversed along dim 0, with label smoothing 0.1.
-
-Steps 1-6 are :class:`FinetuneTrainTransform`, the ``train_transform`` hook of
-:class:`maedfer.data.video_datasets.VideoClipDataset`. All randomness comes from an explicit
-:class:`numpy.random.Generator`, so an augmentation is reproducible from its generator state; nothing
-reads Python's ``random`` module or NumPy's global state.
-
-RandAugment magnitude-to-parameter mappings (the standard timm conventions; ``m`` is the magnitude on
-the ``[0, 10]`` scale, ``s = +-1`` a random sign drawn with probability 1/2 each, once per operation and
-clip):
-
-* AutoContrast, Equalize, Invert: no parameter;
-* Rotate: angle ``s * 30 * m / 10`` degrees, in [-30, 30];
-* PosterizeIncreasing: keep ``4 - int(4 * m / 10)`` bits, 4 down to 0 (0 bits gives a black image);
-* SolarizeIncreasing: invert pixels ``>= 256 - min(256, int(256 * m / 10))``, threshold 256 down to 0;
-* SolarizeAdd: add ``min(128, int(110 * m / 10))`` (0 .. 110) to pixels below 128, clipped at 255;
-* Color/Contrast/Brightness/SharpnessIncreasing: PIL enhance factor ``max(0.1, 1 + s * 0.9 * m / 10)``,
-  in [0.1, 1.9];
-* ShearX, ShearY: affine shear ``s * 0.3 * m / 10``, in [-0.3, 0.3];
-* TranslateXRel, TranslateYRel: shift by ``s * translate_pct * m / 10`` of the width (height), in
-  [-0.45, 0.45] of the size.
-
-The non-increasing set (``increasing=False``) uses ``Posterize`` (``int(4 m / 10)`` bits),
-``Solarize`` (threshold ``min(256, int(256 m / 10))``) and the enhance factor ``1.8 m / 10 + 0.1``.
-Geometric operations use the given resampling filter (bicubic) and fill colour (128, 128, 128).
-
-Official quirk kept behind a switch: the official CutMix indexes a ``(B, C, T, H, W)`` batch as
-``x[:, :, y0:y1, x0:x1]``, i.e. it pastes over the **time and height** axes (the box being computed from
-``(H, W)``), while the label weight assumes an ``H x W`` box. :class:`Mixup` pastes over ``(H, W)`` by
-default (the documented intent); ``official_cutmix_slicing=True`` reproduces the official indexing.
+Details: ``docs/modules.md``, section ``maedfer/data/augment.py``.
 """
 
 from __future__ import annotations

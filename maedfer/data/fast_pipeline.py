@@ -1,29 +1,6 @@
 """The fast clip pipeline (``data.pipeline: fast``): every augmentation once per clip on uint8 arrays.
 
-Same recipe, same random draws as the official pipeline (:class:`~maedfer.data.augment.FinetuneTrainTransform`):
-:class:`FastFinetuneTrainTransform` calls the same drawing code (:meth:`VideoRandAugment.draw`,
-:func:`random_resized_crop_params`, the flip draw, :func:`random_erasing_clip`) in the same order, so with the same
-generator both pipelines pick identical operations, magnitudes, boxes, flips and erasing rectangles. Only the way
-pixels are computed differs; every difference (all at most a few uint8 levels except where noted):
-
-1. Resizes (256 -> 160 squares, pre-training crop -> 160) use torch's antialiased bilinear kernel on uint8
-   (``F.interpolate(antialias=True)``, the same triangle filter as PIL's ``BILINEAR``) instead of PIL: at most 1
-   level apart, on under 1 % of the pixels.
-2. RandAugment geometric operations (Rotate, ShearX/Y, TranslateX/YRel): consecutive ones are composed into one
-   affine map and sampled once, bilinearly (``grid_sample``), with the fill 128; the official code warps once per
-   operation with PIL bicubic. Interior pixels differ by a few levels (bicubic vs bilinear), and edge pixels next
-   to the fill blend towards 128 slightly differently.
-3. Colour operations are computed on the whole clip: Invert, Posterize, Solarize, SolarizeAdd, Brightness and
-   AutoContrast / Equalize / Contrast (per-frame statistics, as in the official per-frame PIL calls) as lookup
-   tables: identical to PIL for Invert, Posterize, Solarize, SolarizeAdd, AutoContrast and Equalize; Brightness,
-   Contrast, Color and Sharpness are computed in float32 and rounded to nearest (PIL: fixed point or truncation),
-   1 level apart at most.
-4. RandomResizedCrop resizes the uint8 crop and rounds to uint8 before the normalisation (official: bilinear on
-   the normalised float clip): at most 0.5 level before normalisation.
-5. Normalisation and erasing are the official ones (the normalisation table is bit-exact).
-
-Evaluation (validation and test views) always uses the exact official path, which is bit-identical to the official
-code; ``pipeline`` only changes training and pre-training items.
+Details: ``docs/modules.md``, section ``maedfer/data/fast_pipeline.py``.
 """
 
 from __future__ import annotations

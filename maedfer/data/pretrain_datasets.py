@@ -1,48 +1,6 @@
 """The masked-autoencoding pre-training dataset of MAE-DFER, SVFAP and HiCMAE (VoxCeleb2 recipes).
 
-One item, as in the official ``VideoMAE`` dataset with ``DataAugmentationForVideoMAE``:
-
-1. **Temporal sampling** (:func:`pretrain_frame_indices`): ``span = L * sr`` (16 * 4 = 64). When
-   ``duration - span + 1 > 0`` the offset is uniform in ``[0, duration - span]``
-   (:func:`draw_pretrain_offset`), otherwise 0. Frame ids: start with ``o = offset + 1`` and ``L`` times
-   emit ``o - 1``, then advance ``o += sr`` only if ``o + sr < duration``, so a short video repeats its
-   last reachable frame (a 40-frame video gives ``0, 4, ..., 36`` and then six more ``36``).
-2. **Fixed crop** (``fixed_crop``): VoxCeleb2 frames are 224 x 224 and, for a 160-pixel model, every frame is
-   first cut to rows 0:160 and columns 32:192 (:data:`VOXCELEB2_FIXED_CROP_160`). The official code applies
-   it when the list path contains ``"voxceleb2"``; here it is an explicit option.
-3. **Multi-scale crop** (:class:`GroupMultiScaleCrop`, scales ``(1, .875, .75, .66)``, ``max_distort=1``,
-   13 fixed offsets): one crop for all frames, then a PIL bilinear resize to ``input_size``.
-4. ``(uint8 / 255 - mean) / std`` (ImageNet) in float32, layout ``(3, L, S, S)``.
-5. A **mask** per clip from :mod:`maedfer.masking` (:class:`MaskSpec`): part-window for MAE-DFER (window
-   ``(5, 10)`` token cells), tube for SVFAP and HiCMAE, ratio 0.9, grid ``(L / 2, S / 16, S / 16)``.
-6. HiCMAE **audio** (:class:`PretrainAudioConfig`, :func:`pretrain_audio_window`): frames
-   ``start = ids[0]`` to ``end = min(ids[-1] + sr, duration - 1)``; the segment runs from the start time of
-   ``start`` to the end time of ``end`` with decord-style frame times ``[i / fps, (i + 1) / fps)`` in
-   **float32**; ``offset = int(t_start * 16000)`` and ``num = int((t_end - t_start) * 16000)`` are computed
-   in float32 (frame 12 at 25 fps gives offset 7680 where float64 would give 7679). The waveform goes
-   through :func:`maedfer.audio.wav_to_fbank` with the random gain ``Beta(10, 10) + 0.5`` of the official
-   ``roll_mag_aug`` (the pre-training script enables it), giving ``(1, 256, 128)``; its mask is a random
-   mask of the ``(16, 8)`` token grid with ratio 0.8 (102 of 128 masked). A segment of at most 1024
-   samples is an error (the sample is skipped).
-
-Differences from the official code (documented choices):
-
-* ``num_samples > 1`` decodes the video once and draws that many clips from it, each with **its own**
-  temporal offset, crop, mask and audio segment (maedfer's version of the repeated sampling of VideoMAE V2
-  and MAE-ST). The official ``--num_samples`` draws several clips, concatenates them in time and splits
-  them into batch items that **share one mask**, and has no audio support. Items then carry a leading
-  sample axis; :func:`collate_pretrain` flattens it into the batch.
-* A video or audio file that cannot be read (missing, broken, too short audio) is **skipped with a
-  warning naming it** and counted, with the mechanism of :mod:`maedfer.data.video_datasets`: ``__getitem__``
-  returns a :class:`~maedfer.data.video_datasets.SkippedSample`, :func:`collate_pretrain` moves the records to
-  ``batch["skipped"]`` and :func:`~maedfer.data.video_datasets.filter_skipped_batches` counts them in the main
-  process (stopping the run above ``max_skip_fraction``). The official code silently retries a random other
-  index.
-* Randomness comes from a :class:`numpy.random.Generator` seeded per ``(seed, epoch, index)`` (plus a torch
-  generator derived from it for the masks), so an item is reproducible regardless of worker assignment.
-
-``maedfer.parity.pretrain_data`` replays the official records of ``tests/fixtures/official_data/
-pretrain_dataset.pt`` through this module with the recorded random draws fed in.
+Details: ``docs/modules.md``, section ``maedfer/data/pretrain_datasets.py``.
 """
 
 from __future__ import annotations

@@ -1,43 +1,6 @@
 """Clip and audio readers: frame folders, video files (decord or PyAV) and wav / in-video audio.
 
-Everything returns NumPy arrays; this module does not use torch.
-
-Frames
-    A *clip* is either a folder of frame images or a video file. Both readers expose ``len(reader)`` (number of
-    frames) and ``reader.read(indices) -> uint8 (L, H, W, 3)`` RGB, where ``indices`` may be any sequence of
-    integers (unsorted, with repeats). Each distinct frame is decoded once per call, so one call can serve
-    several sampled clips (e.g. all test views of a video).
-
-    * :class:`FrameFolderReader` lists ``*.{ext}`` (case-sensitive, ``glob`` semantics, so hidden files are
-      skipped) and sorts the *names* lexicographically. That is the order of the official code, so
-      ``frame_1.jpg, frame_10.jpg, ..., frame_19.jpg, frame_2.jpg, ...`` stays in exactly that order: frame
-      index ``i`` means position ``i`` of this sorted list, not the number in the name. Each frame is decoded
-      with ``PIL.Image.open(f).convert("RGB")`` (libjpeg-turbo inside Pillow), like the official readers.
-    * :class:`VideoFileReader` decodes a video with decord (``decord.VideoReader(path, num_threads=1)`` and
-      ``get_batch``; the default when installed) or PyAV (seek to the key frame before the first wanted frame,
-      decode forward, skipping non-reference frames that are not wanted, which returns the same frames at about
-      half the work of decord's ``get_batch``; frame ``i`` is the frame whose presentation time stamp is closest
-      to ``i / fps`` after the
-      stream start, which is exact for the constant-frame-rate files these models use, B-frames included; if
-      time stamps are missing or off that grid it decodes from the start and counts frames). The PyAV frame count
-      is ``stream.frames`` when the container stores it, else a decode count (cached). A file whose data ends
-      early (truncated) raises :class:`ClipReadError` for the frames that cannot be decoded.
-
-Audio
-    :func:`read_wav` returns what ``torchaudio.load`` returns for a wav (float32, int16 PCM scaled by 1/32768).
-    :func:`read_audio` returns mono float32 at a requested rate: files that soundfile reads (wav, flac) at that
-    rate are read directly (multi-channel files are averaged); any other container (mp4, mkv, m4a, ...) and any
-    file at another rate is decoded and resampled with FFmpeg's resampler through PyAV, to the same int16 samples
-    the official ffmpeg extraction writes, scaled by 1/32768.
-    :func:`extract_audio_file` writes the 16 kHz mono int16 wav that the official ``ffmpeg -vn -acodec
-    pcm_s16le -ac 1 -ar 16000`` preprocessing produces.
-
-Errors
-    A missing path raises :class:`FileNotFoundError`. A file or folder that exists but cannot be decoded raises
-    :class:`ClipReadError`, which names the file and the decoder's reason, so a data loader can choose to skip
-    it. Frame indices outside ``[0, len)`` raise :class:`IndexError` naming the clip.
-
-Optional dependencies (Pillow, decord, PyAV, soundfile) are imported only when needed.
+Details: ``docs/modules.md``, section ``maedfer/data/readers.py``.
 """
 
 from __future__ import annotations

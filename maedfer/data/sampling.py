@@ -1,43 +1,6 @@
 """Temporal sampling rules of the fine-tuning / evaluation datasets, as pure NumPy functions.
 
-These reproduce the frame-index and audio-segment arithmetic of the official MAE-DFER / SVFAP
-``VideoClsDatasetFrame`` and of HiCMAE's audio-visual variant, including their quirks. Notation:
-``n`` = number of frames of the clip (positions in the sorted frame list), ``L`` = frames per clip
-(``clip_len``, 16), ``sr`` = sampling rate (frame stride, 4 for DFEW / MAFW / CREMA-D, 1 for FERV39k, 3 for
-Werewolf-XL).
-
-Training and validation ("window" rule, :func:`window_frame_indices`):
-
-* ``span = L * sr`` ("converted length").
-* ``n <= span`` (deterministic): ``idx = linspace(0, n, num=n // sr)`` followed by ``L - n // sr`` copies of
-  ``n``, clipped to ``[0, n - 1]`` and truncated toward zero to int64. The spacing is ``n / (n // sr - 1)``,
-  not ``sr``, and a clip shorter than ``sr`` frames gives ``L`` copies of its last frame.
-* ``n > span`` (random window): ``end`` is drawn uniformly from ``[span, n - 1]`` (NumPy
-  ``randint(span, n)``), ``start = end - span`` and ``idx = linspace(start, end, num=L)``, clipped to
-  ``[start, end - 1]`` and truncated. The stride is ``span / (L - 1)`` (about 4.27 for ``sr = 4``), not
-  ``sr``, and the last sample is clipped.
-* Optional ``rule="exact_stride"`` (not the official behaviour): the same window draw, but
-  ``idx = start + sr * k``; when ``n <= span`` it is the test rule's first ``L`` indices
-  (``0, sr, 2 sr, ...`` with the last reachable one repeated).
-
-Test ("stride" rule, :func:`stride_loaded_indices` and :func:`segment_temporal_start`):
-
-* ``loaded = [0, sr, 2 sr, ...] (< n)``, then the last index is repeated until ``len(loaded) >= L``.
-* ``temporal_start = int(segment * max((len(loaded) - L) / (num_segments - 1), 0))`` (truncation), and the
-  view is ``loaded[temporal_start : temporal_start + L]``. The official code divides by zero when
-  ``num_segments == 1``; here the start is then 0.
-
-HiCMAE fine-tuning audio (:func:`audio_segment`): frame folders carry no timestamps, so time is relative,
-``ts(i) = i / (n - 1)`` (0 when ``n == 1``). The waveform of ``N`` samples is cut to
-``[int(ts(start) * N), int(ts(end) * N))`` (Python float64) where
-
-* test: ``start = loaded[temporal_start]``, ``end = min(loaded[min(temporal_start + L - 1, len(loaded) - 1)]
-  + sr, n - 1)`` (:func:`view_audio_frame_range`);
-* train / validation: ``start = idx[0]``, ``end = min(idx[0] + L * sr, n - 1)``
-  (:func:`window_audio_frame_range`).
-
-If the cut has at most 1024 samples, the whole waveform is used when it is shorter than 2.56 s; otherwise
-:class:`AudioSegmentError` is raised (the official code crashes there).
+Details: ``docs/modules.md``, section ``maedfer/data/sampling.py``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,6 @@
 """Deterministic frame transforms of the fine-tuning / evaluation pipelines, test views and view aggregation.
 
-Spatial pipeline of the official ``VideoClsDatasetFrame`` (MAE-DFER, SVFAP, HiCMAE), reproduced bit for bit:
-
-1. :func:`resize_frames_square`: every frame is resized with PIL ``Image.resize((S, S), BILINEAR)``. PIL's
-   bilinear filter is antialiased (its support grows when down-scaling), so torch ``interpolate`` or OpenCV
-   ``INTER_LINEAR`` are *not* equivalent. **The aspect ratio is not kept**: the official option is called
-   ``short_side_size`` but the frame becomes an ``S x S`` square. This is the official behaviour and the
-   default here; :func:`resize_frames_short_side` is the aspect-preserving alternative.
-2. Validation / training: :func:`center_crop` to ``crop_size`` with offset ``int(round((S - crop) / 2))``
-   (Python's round). Test: the spatial crop of :class:`TestViews`, which is the whole frame for square frames.
-3. :func:`to_normalized_tensor`: ``(uint8 / 255 - mean) / std`` in float32, laid out ``(3, L, H, W)``.
-
-Test views (:class:`TestViews`): ``num_segments`` temporal views times ``num_crops`` spatial views. Because the
-frames are square, the official spatial step is 0 and its spatial views are identical; they are dropped by
-default (``official_duplicate_crops=True`` keeps them, e.g. to match the official dataset length).
-
-Aggregation (:func:`aggregate_view_predictions`): per video, classification averages the softmax
-probabilities of the views (then argmax), regression averages the raw outputs. Views are de-duplicated on the
-structured key ``(segment, crop)`` (the official merge concatenated the two numbers as strings, so ``(1, 11)``
-and ``(11, 1)`` collided).
+Details: ``docs/modules.md``, section ``maedfer/data/transforms.py``.
 """
 
 from __future__ import annotations

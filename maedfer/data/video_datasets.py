@@ -1,45 +1,6 @@
 """Fine-tuning / evaluation datasets: video clips (MAE-DFER, SVFAP) and video + audio (HiCMAE).
 
-:class:`VideoClipDataset` reproduces the official ``VideoClsDatasetFrame`` (and HiCMAE's audio-visual variant)
-bit for bit in validation and test mode (see ``tests/fixtures/official_data/README.md``):
-
-* a sample is a frame folder (``*.{file_ext}``, lexicographic order), a single image (repeated) or a video file,
-  opened with :func:`maedfer.data.readers.open_clip`;
-* frame indices come from :mod:`maedfer.data.sampling`: the window (linspace) rule in ``"train"`` and
-  ``"validation"`` mode, the stride rule with temporal views in ``"test"`` mode;
-* frames are resized to ``short_side_size x short_side_size`` with PIL bilinear (aspect ratio **not** kept, the
-  official behaviour; ``keep_aspect_ratio=True`` resizes the short side instead), then centre-cropped to
-  ``input_size`` (validation; training without a ``train_transform``) or cut to the test view's spatial crop
-  (test; the whole frame for square frames, so test views are ``short_side_size`` even when ``input_size``
-  differs, as in the official code), then normalised to ``float32 (3, L, H, W)``;
-* in training mode a ``train_transform(frames uint8 (L, S, S, 3), rng) -> float32 (3, L, H, W)`` hook (the
-  augmentation pipeline of :mod:`maedfer.data.augment`) replaces the crop + normalisation;
-* with ``audio=AudioConfig(...)`` the second annotation column is a waveform; the segment that matches the
-  frames (HiCMAE's relative-timestamp rule, :func:`maedfer.data.sampling.audio_segment`) becomes a
-  ``(1, 256, 128)`` log-mel filter bank via :func:`maedfer.audio.wav_to_fbank`. The gain is 1 unless
-  ``AudioConfig(random_gain=True)`` reproduces the official random ``Beta(10, 10) + 0.5`` gain (which the
-  official code applies in every mode, test included).
-
-Randomness: every item draws from its own :class:`numpy.random.Generator` seeded with
-``(seed, epoch, index)`` (:meth:`VideoClipDataset.item_rng`), so results do not depend on the number of
-DataLoader workers or on which worker loads an item; call :meth:`VideoClipDataset.set_epoch` every epoch.
-
-Bad samples (a missing, empty or corrupt clip or waveform, or an audio segment that cannot be cut) are never
-silently replaced by another sample. The design, which works with DataLoader worker processes:
-
-1. ``__getitem__`` catches the read error, logs a warning naming the file and *returns* a
-   :class:`SkippedSample` record instead of an item (raising would abort the whole DataLoader iteration);
-2. :func:`skip_bad_samples_collate` (pass it as ``collate_fn``) drops these records from the batch, collates the
-   rest and stores the records under ``batch["skipped"]`` (it runs inside the workers);
-3. the trainer iterates with :func:`filter_skipped_batches` ``(loader, counter)``, which feeds every batch's
-   records to a main-process :class:`SkipCounter` and yields only the valid part. The counter raises
-   :class:`TooManySkippedSamples` as soon as the number of distinct skipped items exceeds
-   ``max_skip_fraction`` (default 1 %) of the dataset length; ``counter.count`` / ``counter.records`` report
-   what was skipped.
-
-Each dataset object also keeps a process-local :attr:`VideoClipDataset.skip_counter` (complete with
-``num_workers=0``; a lower bound inside each worker, where it raises as well when its own count exceeds the
-limit). ``skip_bad_samples=False`` re-raises read errors instead (useful for debugging and parity checks).
+Details: ``docs/modules.md``, section ``maedfer/data/video_datasets.py``.
 """
 
 from __future__ import annotations

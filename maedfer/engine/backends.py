@@ -1,48 +1,6 @@
 """Training backends: one interface over plain PyTorch, DistributedDataParallel and DeepSpeed.
 
-The training loop drives every backend the same way::
-
-    backend = build_backend(cfg.train.backend, env, precision=..., zero_stage=..., find_unused_parameters=...)
-    backend.setup(model, param_groups, cfg.optim)
-    for micro_step, batch in enumerate(loader):
-        boundary = (micro_step + 1) % accum_steps == 0
-        context = contextlib.nullcontext() if boundary else backend.no_sync()   # may be entered several times
-        with context, backend.autocast():
-            loss = compute_loss(backend.model, batch)
-        if not torch.isfinite(loss):
-            backend.zero_grad()          # drop the gradients accumulated so far
-            continue
-        with context:
-            backend.backward(loss / accum_steps)
-        if boundary:
-            for group in backend.param_groups:
-                group["lr"] = base_lr * schedule * group["lr_scale"]
-            result = backend.step()   # {"grad_norm": float | None, "skipped": bool}
-    backend.save(checkpoint_dir, {"epoch": epoch})   # collective: call on every rank
-
-The loop divides the loss by the number of accumulation steps itself; :meth:`TrainingBackend.backward` never
-rescales it. Gradient clipping (``clip_grad`` of the optimizer configuration), fp16 loss scaling, the non-finite
-gradient check and ``zero_grad`` all happen inside :meth:`TrainingBackend.step`.
-
-Backends:
-
-* :class:`LocalBackend`: one process, the model as is.
-* :class:`DDPBackend`: :class:`torch.nn.parallel.DistributedDataParallel` over an existing process group
-  (see :func:`maedfer.engine.distributed.init_distributed`).
-* :class:`DeepSpeedBackend`: ``deepspeed.initialize`` with ZeRO stage 0, 1 or 2 and a client
-  :class:`torch.optim.AdamW` (never a DeepSpeed config optimizer, whose first use JIT-compiles ``fused_adam``). On a
-  machine without CUDA it sets ``DS_ACCELERATOR=cpu``, fills in the launcher variables a single process lacks and
-  disables the ``deepspeed_shm_comm`` op, whose JIT build takes minutes and which only inference uses.
-
-Checkpoints: :meth:`TrainingBackend.save` / :meth:`TrainingBackend.load` work for every backend and write a folder.
-The plain PyTorch backends put ``model``, ``optimizer``, ``scaler``, ``backend`` and ``precision`` into
-``<dir>/training_state.pth``; DeepSpeed writes its own sharded layout (``<dir>/latest``,
-``<dir>/state/mp_rank_00_model_states.pt`` with the weights under ``module``, one ZeRO optimizer shard per rank).
-Every backend then writes the caller's ``client_state`` to ``<dir>/client_state.pth``, atomically, from rank 0, once
-every rank has finished: a folder with that file holds a complete checkpoint (:meth:`TrainingBackend.has_checkpoint`).
-Both ``.pth`` files of the plain backends and ``client_state.pth`` are read back with ``weights_only=True``
-(:func:`maedfer.checkpoint.read_checkpoint`), so ``client_state`` must hold only tensors, plain containers, numbers
-and strings.
+Details: ``docs/modules.md``, section ``maedfer/engine/backends.py``.
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Evaluation metrics: classification (UAR/WAR/F1/top-k), regression (CCC/PCC/MAE/MSE/RMSE), losses, fold tables.
 
-Classification (``video_models.md`` §9.6, ``hicmae.md`` §4.4): the confusion matrix has the true class in rows.
-**UAR** is the mean over classes of the per-class recall (diagonal / row sum); **WAR** is the accuracy
-(trace / total). Unlike the official code, a class absent from the targets is left out of the UAR mean and
-reported in ``missing_classes`` instead of turning the UAR into NaN. F1 follows scikit-learn's defaults: per-class
-``2 tp / (2 tp + fp + fn)``; the macro mean covers the classes present in the targets or the predictions, the
-weighted mean weights by the true support.
-
-Regression (``hicmae.md`` §4.3-§4.4): metrics are computed per target column and then averaged. The official metric
-CCC uses ``np.cov``, i.e. unbiased (N - 1) covariance and variances mixed with the squared mean difference; that is
-:func:`ccc`'s default (``ddof=1``), ``ddof=0`` gives Lin's population CCC. The training losses :func:`ccc_loss` and
-:func:`pcc_loss` use population statistics over the whole batch.
-
-Distributed evaluation: :func:`gather_predictions` collects every rank's predictions and removes the duplicates the
-``DistributedSampler`` pads with, so the metrics are exact instead of the official per-shard averages.
+Details: ``docs/modules.md``, section ``maedfer/engine/metrics.py``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """AdamW parameter groups with weight-decay exclusions and layer-wise learning-rate decay.
 
-The official recipes (MAE-DFER, SVFAP, HiCMAE; ``video_models.md`` §9.1/§9.3, ``hicmae.md`` §7.4) build their
-optimizer from parameter groups:
-
-* **Weight decay** is switched off for every 1-D tensor (norm weights, biases, ``q_bias``/``v_bias``, HiCMAE's
-  layer weights), for every name ending in ``.bias``, and for the names a model lists in ``no_weight_decay()``.
-* **Layer-wise LR decay** (fine-tuning only) gives the parameters of layer ``i`` the scale
-  ``layer_decay ** (L + 1 - i)``, where ``L = model.num_layers`` and ``i = model.layer_id(name)``: 0 for the patch
-  embedding and special tokens, ``k + 1`` for block ``k`` and ``L + 1`` (scale 1) for everything else.
-  Pre-training uses no layer decay (every scale is 1).
-* At every iteration the trainer sets ``group["lr"] = schedule[it] * group["lr_scale"]``.
-
-How ``no_weight_decay()`` names are matched differs between the official fine-tuning and pre-training runs:
-fine-tuning builds the groups on the encoder itself, whose parameter names are the bare names the encoder lists
-(``lg_region_tokens``), so the region tokens are *not* decayed. Pre-training builds them on the autoencoder wrapper,
-whose parameter is called ``encoder.lg_region_tokens``; the skip list is matched against exact full names there, so
-the region tokens *are* decayed. :func:`param_groups` reproduces both: by default the names a submodule lists are
-matched relative to that submodule (fine-tuning behaviour for any nesting), and ``exact_name_skip=True`` matches
-only the top-level model's names against exact full names (official pre-training behaviour).
+Details: ``docs/modules.md``, section ``maedfer/engine/optim.py``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """Per-iteration warm-up + half-cosine schedules (learning rate, weight decay), as the official recipes.
 
-``video_models.md`` §9.4 / ``hicmae.md`` §7.1: with ``W`` warm-up iterations and ``T = epochs * iters_per_epoch``
-iterations in all, the value at iteration ``t`` is
-
-* ``linspace(start_warmup_value, base, W)[t]`` for ``t < W`` (both end points included, so iterations ``W - 1`` and
-  ``W`` both have the value ``base``);
-* ``final + 0.5 * (base - final) * (1 + cos(pi * i / (T - W)))`` with ``i = t - W`` for ``W <= t < T``.
-
-``W = warmup_steps`` when ``warmup_steps > 0``, else ``round(warmup_epochs * iters_per_epoch)``. The schedule is a
-pure function of the iteration, so resuming only needs the global step.
+Details: ``docs/modules.md``, section ``maedfer/engine/schedule.py``.
 """
 
 from __future__ import annotations

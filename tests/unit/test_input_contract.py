@@ -61,7 +61,7 @@ def test_wrong_or_missing_modality_raises(name: str, model: nn.Module, modalitie
             model(**inputs, **{other: torch.zeros(1)})
     for needed in modalities:
         rest = {k: v for k, v in inputs.items() if k != needed}
-        with pytest.raises(ValueError, match=f"{model_name} needs a {needed}"):
+        with pytest.raises(ValueError, match=f"{model_name} needs an? {needed} input"):
             model(**rest)
     first = modalities[0]
     with pytest.raises(TypeError, match="twice"):

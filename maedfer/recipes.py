@@ -13,7 +13,7 @@ __all__ = ["OFFICIAL_RECIPES", "RANDAUGMENT_POLICY", "recipe", "recipes_for"]
 RANDAUGMENT_POLICY = "rand-m7-n4-mstd0.5-inc1"
 
 # ------------------------------------------------------------------------------------------------ shared blocks
-# Pre-training on VoxCeleb2, common to the three systems (video_models.md 9.1, hicmae.md 7.1).
+# Pre-training on VoxCeleb2, common to the three systems (the MAE-DFER and SVFAP papers/repositories, the HiCMAE paper/repository).
 _PRETRAIN_COMMON: dict[str, Any] = {
     "stage": "pretrain",
     "task": "pretrain",
@@ -41,7 +41,7 @@ _PRETRAIN_COMMON: dict[str, Any] = {
     "precision": "fp16 autocast + GradScaler",
 }
 
-# Fine-tuning, common to every official fine-tuning script (video_models.md 9.2, hicmae.md 7.2).
+# Fine-tuning, common to every official fine-tuning script (the MAE-DFER and SVFAP papers/repositories, the HiCMAE paper/repository).
 _FINETUNE_COMMON: dict[str, Any] = {
     "stage": "finetune",
     "task": "classification",
@@ -138,8 +138,8 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "released_checkpoint_epoch": 49,
         "official_quirks": "decoder positions of the region-major visible tokens (40 of 80 shifted); "
         "maedfer model kwarg decoder_pos_order='official' reproduces it",
-        "source": "video_models.md 9.1 (recipe), 10.3 (pre-training log: peak LR 1.875e-4 => total batch 160), "
-        "7.2 and 11.1 #23 (fine-tuning starts from checkpoint-49 of the 100-epoch schedule)",
+        "source": "MAE-DFER repository: pre-training script and log (peak LR 1.875e-4 => total batch 160); fine-tuning "
+        "starts from checkpoint-49 of the 100-epoch schedule",
         "unverified": (
             "total batch 160 is inferred from the logged learning rates; the committed script says 32 per GPU x 2 "
             "GPUs = 64 and the per-GPU split of the real run is unknown",
@@ -167,7 +167,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "released_checkpoint_epoch": 99,
         "official_quirks": "reverse blocks attend to the full unmasked embedding (information leak) and the temporal "
         "up-sampling permutes tokens; maedfer kwargs pretrain_context='official', upsample='official' reproduce them",
-        "source": "video_models.md 9.1 (recipe), 1.1 and 1.3 (encoder width), 6.4 (official behaviour), 7.2",
+        "source": "SVFAP repository: pre-training script, encoder width and official behaviour",
         "unverified": (
             "the registered official pre-training encoder is 768 wide / 12 heads, fine-tuning 512 / 8; the released "
             "checkpoint is most likely 512 / 8",
@@ -203,8 +203,8 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "steps_per_epoch": 6822,
         "released_checkpoint": "checkpoint-99.pth",
         "released_checkpoint_epoch": 99,
-        "source": "hicmae.md 7.1 (recipe), 1.2 (model), 3.3 and 3.7 (contrastive loss), 3.6 (targets), 3.8 (masks), "
-        "5.3 (checkpoint-99)",
+        "source": "HiCMAE repository: pre-training script, model, contrastive loss, targets, masks; "
+        "released checkpoint-99",
         "unverified": (),
         "notes": "mask_token_audio is weight-decayed in the official run (mask_token is not)",
     },
@@ -229,7 +229,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "pretrained_checkpoint": "checkpoint-49.pth",
         "folds_scripted": ("split01",),
         "reported": {"uar": 63.41, "war": 74.43, "over": "mean of the 5 folds"},
-        "source": "video_models.md 9.2 (common and per-dataset tables), 8.2 (classes), 10.1 (results), 10.3 (log)",
+        "source": "MAE-DFER repository: fine-tuning scripts, classes, results and logs",
         "unverified": (),
         "notes": "the script runs split 1 (edit it for 2-5); val.csv is a copy of test.csv",
     },
@@ -253,7 +253,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "pretrained_checkpoint": "checkpoint-49.pth",
         "folds_scripted": ("all_scenes",),
         "reported": {"uar": 43.12, "war": 52.07, "over": "the single split"},
-        "source": "video_models.md 9.2, 8.2, 10.1, 10.3",
+        "source": "MAE-DFER / SVFAP repositories: fine-tuning scripts, classes and results",
         "unverified": (),
         "notes": "validation uses test.csv",
     },
@@ -277,7 +277,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "pretrained_checkpoint": "checkpoint-49.pth",
         "folds_scripted": ("split03",),
         "reported": {"uar": 41.62, "war": 54.31, "over": "mean of the 5 folds (paper)"},
-        "source": "video_models.md 9.2, 8.2, 10.1, 10.3",
+        "source": "MAE-DFER / SVFAP repositories: fine-tuning scripts, classes and results",
         "unverified": (),
         "notes": "the script runs split 3 (edit it for the others); validation uses test.csv",
     },
@@ -301,7 +301,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "pretrained_checkpoint": "checkpoint-99.pth",
         "folds_scripted": ("split01", "split02", "split03", "split04", "split05"),
         "reported": {"uar": 62.83, "war": 74.27, "over": "mean of the 5 folds (paper)"},
-        "source": "video_models.md 9.2, 8.2, 10.2",
+        "source": "MAE-DFER / SVFAP repositories: fine-tuning scripts, classes and results",
         "unverified": ("the released SVFAP pre-training checkpoint is most likely 512 wide (see svfap_voxceleb2)",),
         "notes": "val.csv is a copy of test.csv",
     },
@@ -324,7 +324,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "pretrained_checkpoint": "checkpoint-99.pth",
         "folds_scripted": ("all_scenes",),
         "reported": {"uar": 42.14, "war": 52.29, "over": "the single split"},
-        "source": "video_models.md 9.2, 8.2, 10.2",
+        "source": "MAE-DFER / SVFAP repositories: fine-tuning scripts, classes and results",
         "unverified": ("the released SVFAP pre-training checkpoint is most likely 512 wide (see svfap_voxceleb2)",),
         "notes": "validation uses test.csv",
     },
@@ -347,7 +347,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "pretrained_checkpoint": "checkpoint-99.pth",
         "folds_scripted": ("split01", "split02", "split03", "split04", "split05"),
         "reported": {"uar": 41.19, "war": 54.28, "over": "mean of the 5 folds (paper)"},
-        "source": "video_models.md 9.2, 8.2, 10.2",
+        "source": "MAE-DFER / SVFAP repositories: fine-tuning scripts, classes and results",
         "unverified": ("the released SVFAP pre-training checkpoint is most likely 512 wide (see svfap_voxceleb2)",),
         "notes": "validation uses test.csv",
     },
@@ -361,7 +361,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 50,
         "folds_scripted": ("split01", "split02", "split03", "split04", "split05"),
         "reported": {"uar": 84.94, "war": 84.91, "over": "5 folds (WAR pooled over the folds' test predictions)"},
-        "source": "hicmae.md 7.3 (cream-d/finetune_170.sh: lr 1e-3, 4 GPUs x 14, 50 epochs, sr 4), 7.2, 8.1",
+        "source": "HiCMAE repository: cream-d/finetune_170.sh: lr 1e-3, 4 GPUs x 14, 50 epochs, sr 4",
         "unverified": (),
         "notes": "4 broken clips are excluded by the official fold builder; validation uses test.csv",
     },
@@ -375,7 +375,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 100,
         "folds_scripted": ("split01", "split02", "split03", "split04", "split05"),
         "reported": {"uar": 42.69, "war": 56.21, "over": "5 folds (UAR: mean of folds, WAR: pooled)"},
-        "source": "hicmae.md 7.3 (mafw/finetune_170.sh: as CREMA-D but 100 epochs), 7.2, 8.1",
+        "source": "HiCMAE repository: mafw/finetune_170.sh: as CREMA-D but 100 epochs",
         "unverified": (),
         "notes": "the 21 clips without audio are dropped; validation uses test.csv",
     },
@@ -388,7 +388,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 50,
         "folds_scripted": (),
         "reported": None,
-        "source": "hicmae.md 7.3 (no script: 'the argparse defaults plus the CREMA-D-style overrides apply'), 7.2",
+        "source": "HiCMAE repository: no script: 'the argparse defaults plus the CREMA-D-style overrides apply'",
         "unverified": (
             "there is no official RAVDESS script: batch, GPUs, learning rate, epochs (50) and sampling rate (4) "
             "are copied from the CREMA-D script",
@@ -404,7 +404,7 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 50,
         "folds_scripted": (),
         "reported": None,
-        "source": "hicmae.md 7.3 (no script), 7.2",
+        "source": "HiCMAE repository: no script",
         "unverified": (
             "there is no official MSP-IMPROV script: batch, GPUs, learning rate, epochs (50) and sampling rate (4) "
             "are copied from the CREMA-D script",
@@ -433,8 +433,8 @@ OFFICIAL_RECIPES: dict[str, dict[str, Any]] = {
         "test_aggregation": "mean of the raw outputs over views",
         "folds_scripted": ("split01", "split02", "split03", "split04", "split05"),
         "reported": None,
-        "source": "hicmae.md 7.3 (werewolf-xl/finetune_170.sh: lr 1e-3, bs 32, nproc 4, 30 epochs, sr 3, mse, "
-        "val_metric ccc), 4.2 (regression runner), 9 #29",
+        "source": "HiCMAE repository (werewolf-xl/finetune_170.sh: lr 1e-3, bs 32, nproc 4, 30 epochs, sr 3, mse, "
+        "val_metric ccc), regression runner",
         "unverified": (
             "the script starts 4 processes with only 2 visible GPUs: 4 x 32 = 128 (LR 5e-4) is assumed; with 2 "
             "ranks the total would be 64 (LR 2.5e-4)",

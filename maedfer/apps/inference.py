@@ -1,20 +1,6 @@
 """Loading a trained model for inference and turning a raw video into its inputs.
 
-A checkpoint written by maedfer's trainer (``checkpoint-last.pth`` / ``checkpoint-<epoch>.pth``) carries its
-resolved config, so :func:`load_inference_model` rebuilds the exact model from it. A checkpoint without a config
-(an official release, a converted safetensors file) needs the registry name (and any constructor overrides) of the
-model it holds; the input geometry is then read from the model itself.
-
-Inputs of a video (shared by :mod:`maedfer.apps.predict`, :mod:`maedfer.apps.features` and :mod:`maedfer.apps.visualize`):
-
-* frames: :func:`read_video_frames` (decoding and face crops) and :func:`clip_to_input` (the test transform);
-* audio (HiCMAE's audio-visual and audio-only models): :func:`read_soundtrack` reads the whole soundtrack once
-  (a video without one raises :class:`NoAudioError`: an audio-visual model fed silence would give meaningless
-  output); :func:`clip_filterbank` cuts the audio of a clip's frame range with HiCMAE's relative-time rule
-  (:func:`maedfer.data.sampling.audio_segment`: frame ``i`` of ``n`` sits at ``i / (n - 1)`` of the waveform) and
-  turns it into the model's filter bank (:func:`maedfer.audio.wav_to_fbank`). Which frame range belongs to a clip
-  is the caller's rule (:func:`maedfer.data.sampling.view_audio_frame_range` for test views,
-  :func:`maedfer.data.sampling.window_audio_frame_range` for windows).
+Details: ``docs/modules.md``, section ``maedfer/apps/inference.py``.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write_bytes, atomic_write_text
+from ..models.contract import input_modalities, model_inputs
 from .inference import (
     InferenceModel,
     NoAudioError,

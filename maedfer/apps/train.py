@@ -79,7 +79,6 @@ def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
     return cfg
 
 
-    from ..models.contract import input_modalities
 def with_synthetic_world(cfg: ExperimentConfig, model: nn.Module, *, rank: int = 0, world_size: int = 1) -> ExperimentConfig:
     """``cfg`` with the synthetic world's split files filled in when ``data.dataset`` is ``synthetic``.
 
@@ -88,6 +87,7 @@ def with_synthetic_world(cfg: ExperimentConfig, model: nn.Module, *, rank: int =
     """
     import dataclasses
 
+    from ..models.contract import input_modalities
     from ..synthetic import ensure_synthetic_world
 
     data, task = cfg.data, cfg.train.task
@@ -203,7 +203,6 @@ def iterations_per_epoch(num_samples: int, batch_size: int, world_size: int, acc
 def run(cfg: ExperimentConfig) -> dict[str, Any]:
     """Train (and evaluate) one configuration; returns the final metrics (rank 0) and the output paths."""
     from ..compile import compile_model
-    from ..tasks.evaluate import evaluate as evaluate_model
     from ..data.build import build_data, build_mixup
     from ..data.registry import dataset_label_names
     from ..data.video_datasets import SkipCounter
@@ -212,6 +211,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     from ..engine.optim import param_groups, scaled_lr
     from ..engine.schedule import cosine_schedule
     from ..engine.trainer import Trainer, find_latest_checkpoint
+    from ..tasks.evaluate import evaluate as evaluate_model
 
     env = init_distributed()
     is_main = env.rank == 0
@@ -278,8 +278,6 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
 
     writer = None
     if is_main and cfg.train.tensorboard:
-    scoring = dict(task=cfg.train.task, num_classes=num_classes, device=device, label_names=label_names,
-                   autocast=backend.autocast, world_size=env.world_size)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -288,6 +286,8 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
             logger.warning("tensorboard is not installed (pip install tensorboard); no tensorboard logs")
 
     label_names = dataset_label_names(cfg.data.dataset)
+    scoring = dict(task=cfg.train.task, num_classes=num_classes, device=device, label_names=label_names,
+                   autocast=backend.autocast, world_size=env.world_size)
     evaluate = None
     if data.val_loader is not None:
         def evaluate(epoch: int) -> dict[str, Any]:
@@ -399,7 +399,6 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
     config = args.config if args.config is not None else default_config
     cfg = load_config(config, overrides)
     folds = parse_folds(args.folds)
-        from ..tasks.evaluate import scalar_metrics
     if not folds:
         return run(cfg)
     results: dict[str, Any] = {}
@@ -408,6 +407,7 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
     summary_dir = Path(cfg.train.output_dir.split("{fold}")[0] or ".")
     if int(os.environ.get("RANK", "0")) == 0:
         from ..engine.metrics import format_fold_table, summarize_folds
+        from ..tasks.evaluate import scalar_metrics
 
         per_fold = [scalar_metrics(results[f].get("test", {})) for f in folds]
         table = format_fold_table(folds, per_fold) if per_fold and per_fold[0] else "(no test metrics)"

@@ -1,22 +1,6 @@
 """HiCMAE: audio and video encoders, cross-modal fusion, hierarchical skip decoders, and the audio-visual classifier.
 
-* :class:`AudioViT` is the plain ViT on a log-mel spectrogram (AudioMAE style); the video encoder is
-  :class:`~maedfer.models.VideoViT`. Both are the same classes used elsewhere for pre-training and fine-tuning.
-* :class:`CrossModalFusion` runs two stacks of cross/self blocks; at every layer the video stream reads the audio stream
-  and vice versa, both from the previous layer's values.
-* :class:`AudioVisualMaskedAutoencoder` (pre-training) taps the encoders at ``return_intermediate_features`` for the
-  hierarchical contrastive loss and for the decoders' skip connections.
-* :class:`AudioVisualClassifier` (fine-tuning) fuses every encoder layer with learned softmax weights, adds the pooled
-  fusion outputs, and classifies or regresses. ``modality="video"`` / ``"audio"`` fine-tunes one branch alone.
-
-Parameter names follow the released HiCMAE checkpoints (``encoder``, ``encoder_audio``, ``encoder_fusion.{blocks,
-blocks_audio,norm,norm_audio}``, ``decoder*``, ``encoder_to_decoder*``, ``mask_token*``, ``video_layer_weights``,
-``audio_layer_weights``, ``fc_norm``, ``head``).
-
-References:
-    Sun et al., "HiCMAE: Hierarchical Contrastive Masked Autoencoder for Self-Supervised Audio-Visual Emotion
-    Recognition", Information Fusion 2024.
-    Huang et al., "Masked Autoencoders that Listen" (AudioMAE), NeurIPS 2022.
+Details: ``docs/modules.md``, section ``maedfer/models/audio_visual.py``.
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Token encoders: the shared base class and the plain ViT (VideoMAE on clips, AudioMAE-style on spectrograms).
 
-One encoder class serves both uses:
-
-* **fine-tuning / inference**: ``model(video)`` embeds every token, runs the blocks, pools, and applies ``fc_norm`` and
-  the classification (or regression) head;
-* **masked pre-training**: :meth:`TokenEncoder.forward_encoder` with a ``mask`` runs the blocks on the visible tokens
-  only and returns them together with their raster positions (see :class:`EncoderOutput`), which is what the MAE decoder
-  needs. Pre-training encoders are built with ``global_pool=""`` (final LayerNorm on the tokens, no head).
-
-Parameter names follow the released checkpoints (``patch_embed.proj``, ``blocks.{i}``, ``norm``, ``fc_norm``, ``head``),
-so official files load with unchanged keys.
-
-References:
-    Tong et al., "VideoMAE: Masked Autoencoders are Data-Efficient Learners for Self-Supervised Video Pre-Training",
-    NeurIPS 2022.
+Details: ``docs/modules.md``, section ``maedfer/models/encoder.py``.
 """
 
 from __future__ import annotations

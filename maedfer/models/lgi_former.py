@@ -1,22 +1,6 @@
 """LGI-Former: the local-global interaction encoder of MAE-DFER.
 
-The token grid ``(T', H', W')`` is cut into ``M`` regions of ``region_size = (t, h, w)`` tokens. Each region gets one
-learned *messenger* token (``lg_region_tokens[m]``, no position embedding). Every block runs
-
-1. intra-region self-attention over each region's messenger and local tokens (``first_attn``),
-2. self-attention among the ``M`` messengers of a clip (``second_attn``),
-3. cross-attention from every local token of a clip to all ``M`` messengers (``third_attn``),
-4. the MLP on every token.
-
-Tokens are grouped by computing the region of each token from its raster position, so the same code serves
-fine-tuning (all tokens) and masked pre-training (visible tokens; every region must keep the same number of visible
-tokens, which the part-window mask guarantees). The grouping is region-major with raster order inside a region, exactly
-the order of the official implementation; :class:`~maedfer.models.encoder.EncoderOutput` carries the raster positions of
-that order so the MAE decoder can give each token its own position.
-
-References:
-    Sun et al., "MAE-DFER: Efficient Masked Autoencoder for Self-supervised Dynamic Facial Expression Recognition",
-    ACM MM 2023.
+Details: ``docs/modules.md``, section ``maedfer/models/lgi_former.py``.
 """
 
 from __future__ import annotations

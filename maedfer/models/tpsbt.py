@@ -1,28 +1,6 @@
 """TPSBT: the temporal-pyramid, spatial-bottleneck transformer of SVFAP.
 
-Stage 0 is a stack of plain ViT blocks on all (or the visible) tokens. Every later stage ``s``
-
-1. halves time with a temporal convolution (``temporal_downsamples[s-1]``: ``Conv1d(C, C, k, stride=k)`` over the frames
-   of each spatial position), giving ``Y``;
-2. pools each frame's tokens into ``G`` bottleneck tokens with a learned spatial attention (``spatial_downsamples``),
-   giving ``Z``;
-3. refines ``Z`` with ``d_s - 1`` cross/self blocks that read ``Y``;
-4. runs a last cross/self block on ``Y`` that reads ``Z`` and then attends over all of ``Y``.
-
-For classification the last stage's tokens are mean-pooled. For masked pre-training (``output="multiscale"``) every
-stage's output is brought back to the input's temporal length and summed with stage 0's.
-
-Two behaviours of the official pre-training encoder differ from the paper and from the fine-tuning model; both are
-reproducible through switches and fixed by default:
-
-* ``pretrain_context``: ``"bottleneck"`` (default) lets the last block of a stage read the bottleneck tokens, as in
-  fine-tuning and the paper; ``"official"`` makes it read the full patch embedding of **all** tokens, masked ones
-  included (information leak; the spatial attention and bottleneck blocks then get no gradient);
-* ``upsample``: ``"repeat"`` (default) repeats each stage frame over the input frames it covers; ``"official"``
-  reshapes the stage output with the temporal length *before* down-sampling, which scrambles token order.
-
-References:
-    Sun et al., "SVFAP: Self-supervised Video Facial Affect Perceiver", IEEE Transactions on Affective Computing, 2024.
+Details: ``docs/modules.md``, section ``maedfer/models/tpsbt.py``.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Both tasks feed a batch to the model by keyword, per its ``input_modalities`` (:
 ``model(video=...)``, ``model(audio=...)`` or ``model(video=..., audio=...)``. Evaluation over test views lives in
 :mod:`maedfer.tasks.evaluate`.
 
-Classification (``video_models.md`` §9.2, ``hicmae.md`` §4.2): with Mixup/CutMix the loss is the soft-target
+Classification (the MAE-DFER and SVFAP papers/repositories, the HiCMAE paper/repository): with Mixup/CutMix the loss is the soft-target
 cross-entropy against the mixed, smoothed targets; without it, the cross-entropy with label smoothing (0.1 in the
-official recipes, which equals timm's ``LabelSmoothingCrossEntropy``). Regression (``hicmae.md`` §4.2-§4.3): MSE
+official recipes, which equals timm's ``LabelSmoothingCrossEntropy``). Regression (the HiCMAE paper/repository): MSE
 (official default), L1, smooth L1, or the batch-level CCC / PCC losses of :mod:`maedfer.engine.metrics`.
 """
 

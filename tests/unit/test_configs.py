@@ -5,8 +5,7 @@
 * Every official-recipe file equals its entry of :data:`maedfer.recipes.OFFICIAL_RECIPES`, field by field. The mapping
   from recipe fields to configuration fields (:data:`CONFIG_VALUE`) is part of the test: every recipe field is either
   mapped or listed in :data:`DESCRIPTIVE_FIELDS`.
-* The recipe table itself equals facts typed in here from the specs (video_models.md section 9-10, hicmae.md
-  section 7-8).
+* The recipe table itself equals facts typed in here from the specs (the MAE-DFER and SVFAP papers/repositories, the HiCMAE paper/repository).
 """
 
 from __future__ import annotations
@@ -276,14 +275,14 @@ def test_official_model_geometry_matches_the_data(path: Path) -> None:
 
 # Reference parameter counts stated in the specs (official code, 16x160x160): (K of the count, count, head input).
 SPEC_PARAMS = {
-    "mae_dfer_base": (7, 84_878_343, 512),  # video_models.md 1.3 / 10.4
-    "svfap_base": (7, 77_635_351, 512),  # video_models.md 1.3
-    "hicmae_base": (6, 80_792_602, 2048),  # hicmae.md 1.4 (head 2048 * 6 + 6 = 12,294)
+    "mae_dfer_base": (7, 84_878_343, 512),  # the MAE-DFER and SVFAP papers/repositories
+    "svfap_base": (7, 77_635_351, 512),  # the MAE-DFER and SVFAP papers/repositories
+    "hicmae_base": (6, 80_792_602, 2048),  # the HiCMAE paper/repository (head 2048 * 6 + 6 = 12,294)
 }
 SPEC_PRETRAIN_PARAMS = {
-    "mae_dfer_pretrain_base": 92_760_192,  # video_models.md 1.3 (matches the log)
-    "svfap_pretrain_base": 85_517_200,  # video_models.md 1.3, the 512-wide encoder
-    "hicmae_pretrain_base": 99_609_344,  # hicmae.md 1.4
+    "mae_dfer_pretrain_base": 92_760_192,  # the MAE-DFER and SVFAP papers/repositories (matches the log)
+    "svfap_pretrain_base": 85_517_200,  # the MAE-DFER and SVFAP papers/repositories, the 512-wide encoder
+    "hicmae_pretrain_base": 99_609_344,  # the HiCMAE paper/repository
 }
 
 
@@ -349,7 +348,7 @@ def test_recipes_are_internally_consistent() -> None:
             assert entry["effective_min_lr"] == pytest.approx(entry["min_lr"] * entry["total_batch"] / 256), name
         if entry["gpus"] is not None:
             assert entry["batch_per_gpu"] * entry["gpus"] == entry["total_batch"], name
-        assert isinstance(entry["source"], str) and (".md" in entry["source"]), name
+        assert isinstance(entry["source"], str) and any(k in entry["source"].lower() for k in ("mae-dfer", "svfap", "hicmae")), name
         assert dataset_info(entry["dataset"]).name == entry["dataset"], name
         assert maedfer.model_entry(entry["model"]).system == entry["system"], name
         if entry["stage"] == "finetune":
@@ -364,7 +363,7 @@ def test_recipes_are_internally_consistent() -> None:
 
 def test_recipe_numbers_equal_the_spec() -> None:
     r = OFFICIAL_RECIPES
-    # video_models.md 9.1 and 10.3: MAE-DFER pre-training, peak LR 1.875e-4 = 3e-4 x 160 / 256 (log).
+    # the MAE-DFER and SVFAP papers/repositories: MAE-DFER pre-training, peak LR 1.875e-4 = 3e-4 x 160 / 256 (log).
     assert r["mae_dfer_voxceleb2"]["effective_lr"] == 1.875e-4
     assert r["mae_dfer_voxceleb2"]["total_batch"] == 160
     assert r["mae_dfer_voxceleb2"]["mask_type"] == "part_window" and r["mae_dfer_voxceleb2"]["mask_window"] == (5, 10)
@@ -375,13 +374,13 @@ def test_recipe_numbers_equal_the_spec() -> None:
     assert (r["svfap_voxceleb2"]["batch_per_gpu"], r["svfap_voxceleb2"]["gpus"]) == (64, 4)
     assert r["svfap_voxceleb2"]["effective_lr"] == 3e-4 and r["svfap_voxceleb2"]["mask_type"] == "tube"
     assert r["svfap_voxceleb2"]["released_checkpoint"] == "checkpoint-99.pth"
-    # hicmae.md 7.1: 40 x 4 = 160, peak 1.875e-4, min 6.25e-6, lambda 0.0025, audio mask 0.8.
+    # the HiCMAE paper/repository: 40 x 4 = 160, peak 1.875e-4, min 6.25e-6, lambda 0.0025, audio mask 0.8.
     hic = r["hicmae_voxceleb2"]
     assert (hic["batch_per_gpu"], hic["gpus"]) == (40, 4)
     assert (hic["effective_lr"], hic["effective_min_lr"]) == (1.875e-4, 6.25e-6)
     assert hic["contrastive_weight"] == 0.0025 and hic["audio_mask_ratio"] == 0.8 and hic["mask_ratio"] == 0.9
     assert hic["contrastive_layers"] == (3, 6, 9) and hic["contrastive_temperature"] == 0.07
-    # video_models.md 9.2 per-dataset table.
+    # the MAE-DFER and SVFAP papers/repositories per-dataset table.
     assert (r["dfew_mae_dfer"]["batch_per_gpu"], r["dfew_mae_dfer"]["gpus"]) == (32, 3)
     assert r["dfew_mae_dfer"]["effective_lr"] == 3.75e-4
     assert r["ferv39k_mae_dfer"]["sampling_rate"] == 1 and r["ferv39k_svfap"]["sampling_rate"] == 1
@@ -396,7 +395,7 @@ def test_recipe_numbers_equal_the_spec() -> None:
         assert (entry["mixup"], entry["cutmix"], entry["label_smoothing"], entry["reprob"]) == (0.8, 1.0, 0.1, 0.25)
         assert (entry["test_num_segment"], entry["test_num_crop"], entry["betas"]) == (2, 2, (0.9, 0.999))
         assert entry["weight_decay"] == 0.05 and entry["rand_augment"] == "rand-m7-n4-mstd0.5-inc1"
-    # hicmae.md 7.3: CREMA-D 4 x 14 = 56 -> 2.1875e-4, 50 epochs; MAFW 100 epochs; Werewolf-XL sr 3, 30 epochs.
+    # the HiCMAE paper/repository: CREMA-D 4 x 14 = 56 -> 2.1875e-4, 50 epochs; MAFW 100 epochs; Werewolf-XL sr 3, 30 epochs.
     assert (r["crema_d_hicmae"]["total_batch"], r["crema_d_hicmae"]["effective_lr"]) == (56, 2.1875e-4)
     assert r["crema_d_hicmae"]["epochs"] == 50 and r["mafw_hicmae"]["epochs"] == 100
     assert (r["werewolf_xl_hicmae"]["sampling_rate"], r["werewolf_xl_hicmae"]["epochs"]) == (3, 30)
@@ -404,7 +403,7 @@ def test_recipe_numbers_equal_the_spec() -> None:
     assert r["werewolf_xl_hicmae"]["mixup"] == 0.0 and r["werewolf_xl_hicmae"]["unverified"]
     for name in ("ravdess_hicmae", "msp_improv_hicmae"):  # no official script
         assert r[name]["unverified"]
-    # Reported results (video_models.md 10.1-10.2, hicmae.md 8.1).
+    # Reported results (the MAE-DFER and SVFAP papers/repositories, the HiCMAE paper/repository).
     assert (r["dfew_mae_dfer"]["reported"]["uar"], r["dfew_mae_dfer"]["reported"]["war"]) == (63.41, 74.43)
     assert (r["crema_d_hicmae"]["reported"]["uar"], r["crema_d_hicmae"]["reported"]["war"]) == (84.94, 84.91)
     # Parameter counts: the K=11 MAE-DFER figure is the K=7 one plus 4 more 513-input head rows.

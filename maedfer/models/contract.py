@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .wrappers import unwrap_model
+
 __all__ = ["MODALITIES", "bind_inputs", "input_modalities", "modality_name", "model_inputs"]
 
 #: Every modality a model can take, in the positional order.
@@ -25,14 +27,12 @@ MODALITIES = ("video", "audio")
 
 
 def input_modalities(model: nn.Module) -> tuple[str, ...]:
-    """``model.input_modalities``, looking through ``DistributedDataParallel`` / ``DataParallel`` / compiled wrappers.
+    """``model.input_modalities``, looking through DDP / DataParallel / DeepSpeed / compiled wrappers.
 
     Raises:
         TypeError: If the model states no input modalities.
     """
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
+    model = unwrap_model(model)
     modalities = getattr(model, "input_modalities", None)
     if not modalities or any(m not in MODALITIES for m in modalities):
         raise TypeError(f"{type(model).__name__} states no input_modalities (a subset of {MODALITIES}), got {modalities!r}")

@@ -3,7 +3,7 @@
 from .models import zoo as _zoo  # noqa: F401  (the zoo registers every model entry on import)
 from .registry import create_model, is_model, list_models, model_entry, register_model
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "__version__",

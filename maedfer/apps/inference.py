@@ -181,7 +181,7 @@ def load_inference_model(
         )
     card = None
     if model_name is not None and model_name not in list_models(include_official=True):
-        from .model_cards import find_card
+        from ..cards import find_card
 
         try:
             card = find_card(model_name)

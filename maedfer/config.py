@@ -101,7 +101,11 @@ class DataConfig:
         prefetch_factor: Batches loaded in advance by each worker (with ``num_workers > 0``).
         persistent_workers: Keep the workers between epochs; the sampler then hands every worker the epoch with
             each index, so the augmentation draws stay those of ``(seed, epoch, index)``.
-        mask_type: Video mask for pre-training (``"tube"`` or ``"part_window"``; ``None``: the model's default).
+        mask_type: Video mask for pre-training (``"tube"``, ``"part_window"`` or ``"random"``; ``None``: the model's
+            default). An encoder that cannot take the kind (e.g. a random mask for the LGI-Former) is an error
+            saying why.
+        mask_window: ``[h, w]`` window in token cells of a ``part_window`` mask (default: the LGI region's spatial
+            size; required for other encoders).
         mask_ratio: Video mask ratio.
         audio_mask_ratio: Audio mask ratio (HiCMAE).
         num_samples: Clips sampled per decoded video in pre-training (repeated sampling).
@@ -121,6 +125,9 @@ class DataConfig:
         synthetic: Generator settings for the synthetic world (identities, clips per class, frames, size).
         labels_per_class: Fine-tune on only the first N training clips of each class (label-scarce runs;
             classification only); ``None`` uses them all.
+        label_names: Output names in label order (class names, or regression target names) for a dataset the
+            registry does not know; one per model output (checked when the model is built). Stored in every
+            checkpoint and exported model; ``None`` uses the registry's names of ``dataset``.
     """
 
     dataset: str = "synthetic"
@@ -145,6 +152,7 @@ class DataConfig:
     prefetch_factor: int = 2
     persistent_workers: bool = False
     mask_type: str | None = None
+    mask_window: list[int] | None = None
     mask_ratio: float = 0.9
     audio_mask_ratio: float = 0.8
     num_samples: int = 1
@@ -160,6 +168,7 @@ class DataConfig:
     label_smoothing: float = 0.1
     synthetic: dict[str, Any] = field(default_factory=dict)
     labels_per_class: int | None = None
+    label_names: list[str] | None = None
 
 
 @dataclass
@@ -209,7 +218,12 @@ class TrainConfig:
             unchanged. Works with every backend (DeepSpeed runs the compiled module).
         compile_options: ``torch.compile`` arguments with ``compile`` (``{mode: max-autotune}``,
             ``{backend: aot_eager}`` ...).
-        zero_stage: DeepSpeed ZeRO stage (0, 1 or 2).
+        zero_stage: DeepSpeed ZeRO stage (0, 1, 2 or 3; 3 partitions the weights too, and the final weights are
+            gathered into full tensors). ZeRO-3 does not combine with ``ema_decay``.
+        deepspeed_config: A DeepSpeed JSON file merged over the generated DeepSpeed configuration (its entries win;
+            batch sizes, accumulation, clipping, precision and ZeRO stage must agree with this configuration or be
+            ``"auto"``; no ``optimizer``/``scheduler`` sections). Implies ``backend: deepspeed`` when ``backend`` is
+            ``auto``. The launcher convention ``--deepspeed_config FILE`` sets it.
         find_unused_parameters: DDP option for models with parameters that get no gradient. No maedfer model needs
             it: the LGI 'region' head's dead last stage 3 and SVFAP's official-pre-training bottleneck are skipped and
             frozen. Turn it on only for your own models with unused branches (it costs an extra graph traversal).
@@ -229,6 +243,11 @@ class TrainConfig:
         contrastive_weight: HiCMAE hierarchical contrastive loss weight.
         gather_negatives: HiCMAE: contrastive negatives from the whole global batch.
         regression_loss: ``"mse"``, ``"l1"``, ``"smooth_l1"``, ``"ccc"`` or ``"pcc"``.
+        linear_probe: Classification / regression as a linear probe: the encoder (from ``model.checkpoint``) is
+            frozen and only a BatchNorm (no affine) + linear head on its pooled feature trains
+            (:mod:`maedfer.tasks.linear_probe`; no mixup, no label smoothing, no layer-wise decay).
+        cache_features: With ``linear_probe``: compute the pooled features of the un-augmented training clips once
+            and train the head on them every epoch (no training augmentation then).
     """
 
     task: str = "pretrain"
@@ -240,6 +259,7 @@ class TrainConfig:
     compile: bool = False
     compile_options: dict[str, Any] = field(default_factory=dict)
     zero_stage: int = 0
+    deepspeed_config: str | None = None
     find_unused_parameters: bool = False
     ema_decay: float | None = None
     save_every_epochs: int = 10
@@ -257,6 +277,8 @@ class TrainConfig:
     contrastive_weight: float = 0.0025
     gather_negatives: bool = False
     regression_loss: str = "mse"
+    linear_probe: bool = False
+    cache_features: bool = False
 
 
 @dataclass

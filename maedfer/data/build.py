@@ -7,6 +7,7 @@ The split files come from ``data.train_file`` / ``val_file`` / ``test_file``; fo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "ResumableDistributedSampler",
     "build_data",
     "build_mixup",
+    "build_test_loader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,27 +99,39 @@ def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin
     )
 
 
-def pretraining_mask(encoder: torch.nn.Module, mask_type: str | None = None) -> tuple[str, tuple[int, int] | None]:
-    """The mask kind a video encoder is pre-trained with, and its window.
+def pretraining_mask(
+    encoder: torch.nn.Module, mask_type: str | None = None, window: Sequence[int] | None = None
+) -> tuple[str, tuple[int, int] | None]:
+    """The mask kind a video encoder is pre-trained with, and its window, checked against the encoder.
 
     Args:
         encoder: The video encoder of a masked autoencoder.
         mask_type: ``"tube"``, ``"part_window"`` or ``"random"``; ``None`` picks the default: ``"part_window"`` for
             the LGI-Former (MAE-DFER), ``"tube"`` otherwise.
+        window: ``(h, w)`` part-window in token cells (``data.mask_window``); default: the LGI region's ``(h, w)``.
 
     Returns:
-        ``(kind, window)``; ``window`` is the LGI region's ``(h, w)`` for ``"part_window"``, else ``None``.
+        ``(kind, window)``; ``window`` is ``None`` unless the kind is ``"part_window"``.
 
     Raises:
-        ValueError: ``"part_window"`` for an encoder without LGI regions.
+        ValueError: A combination the encoder cannot take, saying why (:meth:`TokenEncoder.check_mask_kind`), or
+            ``"part_window"`` without a window for an encoder without LGI regions.
     """
     region = getattr(encoder, "region_size", None)
     kind = mask_type or ("part_window" if region is not None else "tube")
     if kind != "part_window":
+        if window is not None:
+            raise ValueError(f"data.mask_window only applies to mask kind 'part_window', not {kind!r}")
+        encoder.check_mask_kind(kind)
         return kind, None
-    if region is None:
-        raise ValueError("mask kind 'part_window' needs an LGI-Former encoder (its region size is the window)")
-    return kind, (int(region[1]), int(region[2]))
+    if window is None:
+        if region is None:
+            raise ValueError("mask kind 'part_window' needs data.mask_window [h, w] (token cells) for an encoder "
+                             "without LGI regions")
+        window = region[1:]
+    cells = (int(window[0]), int(window[1])) if len(window) == 2 else tuple(window)
+    encoder.check_mask_kind(kind, cells)
+    return kind, cells  # type: ignore[return-value]
 
 
 def audio_fbank_config(model: torch.nn.Module) -> FbankConfig | None:
@@ -170,7 +184,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
                           prefetch_factor=data.prefetch_factor, persistent_workers=data.persistent_workers)
     if task == "pretrain":
         embed = model.encoder.patch_embed
-        kind, window = pretraining_mask(model.encoder, data.mask_type)
+        kind, window = pretraining_mask(model.encoder, data.mask_type, data.mask_window)
         mask = MaskSpec(kind=kind, ratio=data.mask_ratio, window=window, tubelet_size=embed.tubelet_size,
                         patch_size=embed.patch_size)
         audio_cfg = None
@@ -197,20 +211,13 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
         val_ds = test_ds = None
     else:
         dataset_task = "regression" if task == "regression" else "classification"
-        audio_cfg = AudioConfig(fbank=audio_fbank_config(model), random_gain=data.audio_random_gain) if audio else None
         transform_class = FastFinetuneTrainTransform if pipeline == "fast" else FinetuneTrainTransform
         transform = transform_class(
             input_size=data.input_size, short_side_size=data.short_side_size,
             rand_augment="rand-m7-n4-mstd0.5-inc1" if data.rand_augment else None, reprob=data.reprob,
             scale=(float(data.crop_scale[0]), float(data.crop_scale[1])),
         )
-        common = dict(
-            num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,
-            short_side_size=data.short_side_size, test_num_segment=data.test_num_segment,
-            test_num_crop=data.test_num_crop, file_ext=data.file_ext, audio=audio_cfg, task=dataset_task,
-            path_map=data.path_map or None, official_duplicate_crops=data.official_duplicate_crops,
-            video_backend=data.video_backend, seed=seed, max_skip_fraction=data.max_skip_fraction,
-        )
+        common = _clip_dataset_options(cfg, model)
         train_ds = VideoClipDataset(files["train"], "train", train_transform=transform, pipeline=pipeline, **common)
         if data.labels_per_class is not None:
             if dataset_task != "classification":
@@ -230,10 +237,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
                            **loader_options)
 
     def eval_loader(ds: Dataset | None) -> DataLoader | None:
-        if ds is None:
-            return None
-        eval_sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
-        return _loader(ds, data.batch_size, sampler=eval_sampler, drop_last=False, collate=collate, **loader_options)
+        return None if ds is None else _eval_loader(ds, data, collate=collate, rank=rank, world_size=world_size)
 
     return DataBundle(
         train_loader=train_loader,
@@ -244,3 +248,43 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
         num_classes=num_classes,
         audio=audio,
     )
+
+
+def _clip_dataset_options(cfg: Any, model: torch.nn.Module) -> dict[str, Any]:
+    """The :class:`VideoClipDataset` arguments every fine-tuning split shares (geometry, test views, audio, task)."""
+    data = cfg.data
+    audio = "audio" in input_modalities(model)
+    return dict(
+        num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,
+        short_side_size=data.short_side_size, test_num_segment=data.test_num_segment,
+        test_num_crop=data.test_num_crop, file_ext=data.file_ext,
+        audio=AudioConfig(fbank=audio_fbank_config(model), random_gain=data.audio_random_gain) if audio else None,
+        task="regression" if cfg.train.task == "regression" else "classification",
+        path_map=data.path_map or None, official_duplicate_crops=data.official_duplicate_crops,
+        video_backend=data.video_backend, seed=cfg.train.seed, max_skip_fraction=data.max_skip_fraction,
+    )
+
+
+def _eval_loader(ds: Dataset, data: Any, *, collate: Any, rank: int, world_size: int) -> DataLoader:
+    """An in-order loader over every item (a non-shuffling :class:`DistributedSampler` without ``drop_last``)."""
+    sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
+    return _loader(ds, data.batch_size, sampler=sampler, drop_last=False, collate=collate,
+                   num_workers=data.num_workers, pin_memory=data.pin_memory, prefetch_factor=data.prefetch_factor,
+                   persistent_workers=data.persistent_workers)
+
+
+def build_test_loader(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """The test-view loader of a fine-tuning config alone (evaluation without training: no training split needed).
+
+    Same items, order and batches as :func:`build_data`'s ``test_loader``: every (segment, crop) view of
+    ``data.test_file``, split over ``world_size`` processes in order.
+
+    Raises:
+        ValueError: ``data.test_file`` is not set, or ``train.task`` is ``pretrain``.
+    """
+    if cfg.train.task == "pretrain":
+        raise ValueError("a pre-training config has no test set to evaluate (train.task is 'pretrain')")
+    if cfg.data.test_file is None:
+        raise ValueError("data.test_file is not set: nothing to evaluate")
+    dataset = VideoClipDataset(cfg.data.test_file, "test", **_clip_dataset_options(cfg, model))
+    return _eval_loader(dataset, cfg.data, collate=skip_bad_samples_collate, rank=rank, world_size=world_size)

@@ -309,14 +309,14 @@ class MaskSpec:
     """Video mask settings; the token grid follows from the clip geometry.
 
     Attributes:
-        kind: ``"tube"`` (SVFAP, HiCMAE) or ``"part_window"`` (MAE-DFER).
+        kind: ``"tube"`` (SVFAP, HiCMAE), ``"part_window"`` (MAE-DFER) or ``"random"``.
         ratio: Masking ratio (official 0.9).
         window: ``(h_w, w_w)`` window in token cells for ``part_window`` (MAE-DFER: ``(5, 10)``).
         tubelet_size: Frames per token (2).
         patch_size: Pixels per token side (16).
     """
 
-    kind: Literal["tube", "part_window"] = "tube"
+    kind: Literal["tube", "part_window", "random"] = "tube"
     ratio: float = 0.9
     window: tuple[int, int] | None = None
     tubelet_size: int = 2

@@ -16,7 +16,7 @@ from torch import nn
 from ..layers import BlockSettings, CrossSelfBlock, SpectrogramEmbed, sinusoid_table_1d
 from .decoder import MAEDecoder, decode_masked_tokens
 from .contract import bind_inputs
-from .encoder import HEAD_ACTIVATIONS, Intermediates, TokenEncoder, VideoViT, init_head
+from .encoder import HEAD_ACTIVATIONS, Intermediates, TokenEncoder, VideoViT, init_head, raster_order
 from .mae import init_weights_xavier
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "AudioVisualMaskedAutoencoder",
     "AudioVisualPretrainOutput",
     "CrossModalFusion",
+    "rows_on_output_grid",
 ]
 
 Modality = Literal["audio_visual", "video", "audio"]
@@ -91,6 +92,42 @@ class CrossModalFusion(nn.Module):
         for block, block_audio in zip(self.blocks, self.blocks_audio):
             video_tokens, audio_tokens = block(video_tokens, audio_tokens), block_audio(audio_tokens, video_tokens)
         return self.norm(video_tokens), self.norm_audio(audio_tokens)
+
+
+def rows_on_output_grid(
+    intermediates: Intermediates, input_grid: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """An encoder's output and tapped layers as rows of the same visible input positions, in raster order.
+
+    The hierarchical skips and contrastive taps of HiCMAE need every tapped layer on the rows the decoder reads.
+    A joint-attention or LGI-Former layer already lives on the input grid (its rows are the visible tokens in
+    raster order); a later TPSBT stage lives on a temporally down-sampled grid ``(T'_s, H', W')``, so each visible
+    input token takes the row of the stage token covering it (the same repeat as the TPSBT's multiscale output).
+    Summary tokens (LGI messengers, TPSBT bottleneck tokens) have no input position and take no part.
+
+    Args:
+        intermediates: :meth:`TokenEncoder.forward_intermediates` of the visible tokens.
+        input_grid: The encoder's input token grid ``(T', H', W')`` (or ``(T', F')``).
+
+    Returns:
+        ``(tokens (B, N, C), positions (B, N), layers [(B, N, C)])`` with ascending raster ``positions``.
+    """
+    tokens, positions = raster_order(intermediates.output.tokens, intermediates.output.positions)
+    per_frame = 1
+    for size in input_grid[1:]:
+        per_frame *= size
+    layers = []
+    for layer, layer_positions, grid in zip(intermediates.tokens, intermediates.positions, intermediates.grids):
+        if tuple(grid) == tuple(input_grid):
+            layers.append(layer)
+            continue
+        if tuple(grid[1:]) != tuple(input_grid[1:]) or input_grid[0] % grid[0]:
+            raise ValueError(f"cannot place a layer on grid {tuple(grid)} onto the input grid {tuple(input_grid)}")
+        stride = input_grid[0] // grid[0]
+        covering = positions // per_frame // stride * per_frame + positions % per_frame
+        rows = torch.searchsorted(layer_positions, covering)
+        layers.append(layer.gather(1, rows[..., None].expand(-1, -1, layer.shape[-1])))
+    return tokens, positions, layers
 
 
 def _pooled_unit(tokens: torch.Tensor) -> torch.Tensor:
@@ -207,6 +244,9 @@ class AudioVisualMaskedAutoencoder(nn.Module):
             module.apply(init_weights_xavier)
         for token in (self.mask_token, self.mask_token_audio):
             nn.init.trunc_normal_(token, std=0.02, a=-0.02, b=0.02)
+        for name, param in self.encoder.named_parameters():  # an LGI-Former tower: its messengers, as MAE-DFER
+            if name == "lg_region_tokens":
+                nn.init.trunc_normal_(param, std=0.02, a=-0.02, b=0.02)
 
     def no_weight_decay(self) -> set[str]:
         """Parameters without weight decay besides biases and 1-D tensors (maedfer excludes both mask tokens)."""
@@ -239,18 +279,20 @@ class AudioVisualMaskedAutoencoder(nn.Module):
         """
         mask, mask_audio = mask.to(torch.bool), mask_audio.to(torch.bool)
         video_out, audio_out = self.forward_encoders(video, mask, audio, mask_audio)
-        video_embeddings = [_pooled_unit(layer) for layer in video_out.tokens]
-        audio_embeddings = [_pooled_unit(layer) for layer in audio_out.tokens]
-        fused_video, fused_audio = self.encoder_fusion(video_out.output.tokens, audio_out.output.tokens)
+        video_tokens, video_positions, video_layers = rows_on_output_grid(video_out, self.encoder.grid_size)
+        audio_tokens, audio_positions, audio_layers = rows_on_output_grid(audio_out, self.encoder_audio.grid_size)
+        video_embeddings = [_pooled_unit(layer) for layer in video_layers]
+        audio_embeddings = [_pooled_unit(layer) for layer in audio_layers]
+        fused_video, fused_audio = self.encoder_fusion(video_tokens, audio_tokens)
         pred_video = decode_masked_tokens(
             self.decoder,
             self.encoder_to_decoder,
             self.mask_token,
             self.decoder_pos_table,
             fused_video,
-            video_out.output.positions,
+            video_positions,
             mask,
-            skips=video_out.tokens,
+            skips=video_layers,
         )
         pred_audio = decode_masked_tokens(
             self.decoder_audio,
@@ -258,9 +300,9 @@ class AudioVisualMaskedAutoencoder(nn.Module):
             self.mask_token_audio,
             self.decoder_pos_table_audio,
             fused_audio,
-            audio_out.output.positions,
+            audio_positions,
             mask_audio,
-            skips=audio_out.tokens,
+            skips=audio_layers,
         )
         return AudioVisualPretrainOutput(
             pred_video=pred_video,

@@ -303,6 +303,22 @@ class TokenEncoder(nn.Module):
         """Parameter names excluded from weight decay besides biases and 1-D tensors."""
         return {"pos_embed", "cls_token"}
 
+    def check_mask_kind(self, kind: str, window: Sequence[int] | None = None) -> None:
+        """Raise ``ValueError`` saying why if pre-training masks of ``kind`` (``"tube"``, ``"part_window"`` with
+        ``window = (h, w)`` token cells, ``"random"``) cannot feed this encoder. Joint attention takes any mask; the
+        LGI-Former and the TPSBT override this with their structural needs."""
+        from ..masking import MASK_KINDS
+
+        if kind not in MASK_KINDS:
+            raise ValueError(f"unknown mask kind {kind!r}; valid kinds are {', '.join(MASK_KINDS)}")
+        if kind == "part_window":
+            if window is None or len(window) != 2:
+                raise ValueError(f"a part_window mask needs a window (h, w) in token cells, got {window!r}")
+            height, width = self.grid_size[-2:]
+            if height % window[0] or width % window[1]:
+                raise ValueError(f"part_window window {tuple(window)} does not tile the token grid's frame "
+                                 f"({height}, {width})")
+
     # ------------------------------------------------------------------ forward
     def embed(self, video: torch.Tensor) -> torch.Tensor:
         """Tubelet embedding plus positions: ``(B, 3, T, H, W)`` -> ``(B, N, C)`` in raster order."""

@@ -5,7 +5,7 @@ Details: ``docs/modules.md``, section ``maedfer/models/lgi_former.py``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 import torch
@@ -232,6 +232,27 @@ class LGIFormer(TokenEncoder):
 
     def no_weight_decay(self) -> set[str]:
         return super().no_weight_decay() | {"lg_region_tokens"}
+
+    def check_mask_kind(self, kind: str, window: Sequence[int] | None = None) -> None:
+        """Every region must keep the same number of visible tokens (the blocks attend within equal-size regions):
+        a part-window mask whose window tiles the region's spatial size ``(h, w)``; a tube mask only when a region
+        spans the whole frame; a random mask only with a single region."""
+        super().check_mask_kind(kind, window)
+        region_hw = tuple(self.region_size[1:])
+        advice = (f"use mask part_window with a window that tiles the region's spatial size {region_hw} "
+                  f"(e.g. the region itself, {region_hw})")
+        if kind == "part_window":
+            assert window is not None
+            if region_hw[0] % window[0] or region_hw[1] % window[1]:
+                raise ValueError(f"LGI-Former: part_window window {tuple(window)} does not tile the region's spatial "
+                                 f"size {region_hw}, so regions would keep different numbers of visible tokens; "
+                                 f"{advice}")
+        elif kind == "tube" and region_hw != tuple(self.grid_size[1:]):
+            raise ValueError(f"LGI-Former: a tube mask hides a random spatial set, so its regions of spatial size "
+                             f"{region_hw} keep different numbers of visible tokens; {advice}")
+        elif kind == "random" and self.num_regions > 1:
+            raise ValueError(f"LGI-Former: a random mask leaves its {self.num_regions} regions different numbers of "
+                             f"visible tokens; {advice}")
 
     def _grouping_order(self, regions: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Permutation that sorts tokens region-major, raster order inside a region: ``(B, N)`` -> ``(B, N)``."""

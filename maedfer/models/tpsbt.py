@@ -151,6 +151,14 @@ class TPSBT(TokenEncoder):
                 for module in [self.spatial_downsamples[stage - 1], *self._stage_blocks(stage)[:-1]]:
                     module.requires_grad_(False)
 
+    def check_mask_kind(self, kind: str, window: Sequence[int] | None = None) -> None:
+        """The temporal convolutions pair the same spatial token across frames: a tube or part-window mask (one
+        spatial mask for every frame), not a random one."""
+        super().check_mask_kind(kind, window)
+        if kind == "random":
+            raise ValueError("TPSBT: a random mask hides different spatial positions in each frame, but the temporal "
+                             "down-sampling pairs each spatial token across frames; use mask tube or part_window")
+
     def _stage_blocks(self, stage: int) -> list[nn.Module]:
         start = sum(self.stage_depths[:stage])
         return list(self.blocks[start : start + self.stage_depths[stage]])

@@ -10,16 +10,29 @@ from typing import Any
 
 from ..layers import FLAT_BLOCK_NAMES, BlockSettings
 from .audio_visual import AudioViT, AudioVisualClassifier, AudioVisualMaskedAutoencoder, CrossModalFusion
-from .encoder import VideoViT
+from .encoder import TokenEncoder, VideoViT
+from .lgi_former import LGIFormer
 from .official import official_arguments, register, translate_official
+from .tpsbt import TPSBT
 
-__all__ = ["build_hicmae_classifier", "build_hicmae_pretrain"]
+__all__ = ["VIDEO_TOWERS", "VIDEO_TOWER_ARGUMENTS", "build_hicmae_classifier", "build_hicmae_pretrain"]
+
+#: ``video_encoder`` values: the class of HiCMAE's video tower.
+VIDEO_TOWERS: dict[str, type[TokenEncoder]] = {"vit": VideoViT, "lgi_former": LGIFormer, "tpsbt": TPSBT}
+#: Arguments only one video tower takes (the rest are shared). Pooling, head and the switches that reproduce the
+#: official SVFAP pre-training do not apply to a tower (it returns tokens; HiCMAE pools them).
+VIDEO_TOWER_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "vit": (),
+    "lgi_former": ("region_size", "first_attn", "third_attn", "share_attn", "use_second", "use_third"),
+    "tpsbt": ("stage_depths", "num_bottleneck_tokens", "temporal_kernel_size", "bottleneck_hidden_dim"),
+}
 
 # Flat arguments of the builders below.
 _ENCODER_KEYS = (
     "embed_dim", "num_heads", "depth", "embed_dim_audio", "num_heads_audio", "depth_audio", "learnable_pos_embed",
     "img_size", "patch_size", "num_frames", "tubelet_size", "in_chans", "audio_size", "audio_patch_size",
-    "audio_in_chans", "fusion_depth", "fusion_num_heads", *FLAT_BLOCK_NAMES,
+    "audio_in_chans", "fusion_depth", "fusion_num_heads", "video_encoder",
+    *(name for names in VIDEO_TOWER_ARGUMENTS.values() for name in names), *FLAT_BLOCK_NAMES,
 )
 _CLASSIFIER_KEYS = frozenset((*_ENCODER_KEYS, "modality", "num_classes", "head_activation", "head_init", "init_scale"))
 _PRETRAIN_KEYS = frozenset((
@@ -29,9 +42,35 @@ _PRETRAIN_KEYS = frozenset((
 ))
 
 
-def _encoders(kw: dict[str, Any], block: BlockSettings) -> tuple[VideoViT | None, AudioViT | None]:
+def _video_tower(kw: dict[str, Any]) -> tuple[type[TokenEncoder], dict[str, Any], int | None]:
+    """Pop ``video_encoder`` and its own arguments from ``kw``: ``(class, arguments, depth)``; the TPSBT's depth is
+    ``sum(stage_depths)`` (it takes no ``depth``).
+
+    Raises:
+        ValueError: An unknown ``video_encoder``, or an argument of another tower (naming it).
+    """
+    tower = kw.pop("video_encoder", "vit")
+    if tower not in VIDEO_TOWERS:
+        raise ValueError(f"video_encoder must be one of {', '.join(VIDEO_TOWERS)}, got {tower!r}")
+    foreign = sorted(key for other, names in VIDEO_TOWER_ARGUMENTS.items() if other != tower
+                     for key in names if key in kw and key not in VIDEO_TOWER_ARGUMENTS[tower])
+    if foreign:
+        raise ValueError(f"argument(s) {', '.join(foreign)} do not apply to video_encoder={tower!r}")
+    own = {key: kw.pop(key) for key in VIDEO_TOWER_ARGUMENTS[tower] if key in kw}
+    if tower != "tpsbt":
+        return VIDEO_TOWERS[tower], own, kw.pop("depth", 10)
+    if "depth" in kw:
+        if kw.pop("depth") != 0:  # 0: no video tower (audio-only fine-tuning)
+            raise ValueError("video_encoder='tpsbt' takes stage_depths, not depth (its depth is their sum)")
+        return TPSBT, own, 0
+    own.setdefault("stage_depths", (5, 3, 2))
+    return TPSBT, own, sum(int(d) for d in own["stage_depths"])
+
+
+def _encoders(kw: dict[str, Any], block: BlockSettings) -> tuple[TokenEncoder | None, AudioViT | None]:
     """Build the two modality encoders (``None`` for a depth of 0), popping their arguments from ``kw``."""
-    embed_dim, num_heads, depth = kw["embed_dim"], kw["num_heads"], kw.pop("depth", 10)
+    video_cls, video_own, depth = _video_tower(kw)
+    embed_dim, num_heads = kw["embed_dim"], kw["num_heads"]
     depth_audio = kw.pop("depth_audio", depth)
     common = dict(global_pool="", num_classes=0, learnable_pos_embed=kw.pop("learnable_pos_embed", False), block=block)
     video = audio = None
@@ -42,7 +81,9 @@ def _encoders(kw: dict[str, Any], block: BlockSettings) -> tuple[VideoViT | None
         in_chans=kw.pop("audio_in_chans", 1),
     )
     if depth > 0:
-        video = VideoViT(**video_geometry, embed_dim=embed_dim, depth=depth, num_heads=num_heads, **common)
+        if video_cls is not TPSBT:
+            video_own["depth"] = depth
+        video = video_cls(**video_geometry, embed_dim=embed_dim, num_heads=num_heads, **video_own, **common)
     if depth_audio > 0:
         audio = AudioViT(
             **audio_geometry, embed_dim=kw["embed_dim_audio"], depth=depth_audio, num_heads=kw["num_heads_audio"], **common
@@ -203,6 +244,66 @@ def hicmae_pretrain_small(**overrides: Any) -> AudioVisualMaskedAutoencoder:
     return build_hicmae_pretrain(
         **{"embed_dim": 384, "num_heads": 6, "depth": 10, "decoder_embed_dim": 192, "decoder_num_heads": 3, **overrides}
     )
+
+
+# ------------------------------------------------------------------------------- other video towers (mix and match)
+# HiCMAE with MAE-DFER's LGI-Former or SVFAP's TPSBT as its video tower, at HiCMAE-B's width and depth (512 wide,
+# 8 heads, 10 video blocks). The LGI tower uses MAE-DFER's regions (2 x 5 x 10 tokens) and so its part-window mask;
+# the TPSBT tower has stages 5 / 3 / 2, so the taps 3 / 6 / 9 fall one in each stage. Summary tokens (messengers,
+# bottleneck tokens) stay inside the tower: skips, contrastive taps, fusion and layer-weighted features read the
+# patch tokens (see maedfer.models.audio_visual.rows_on_output_grid).
+_LGI_TOWER = {"video_encoder": "lgi_former", "region_size": (2, 5, 10)}
+_TPSBT_TOWER = {"video_encoder": "tpsbt", "stage_depths": (5, 3, 2), "num_bottleneck_tokens": (8,)}
+_TINY_LGI_TOWER = {"region_size": (2, 2, 4)}
+_TINY_TPSBT_TOWER = {"stage_depths": (2, 1, 1), "num_bottleneck_tokens": (2,)}
+_AV_PRETRAIN_OBJECTIVE = {"frame_diff_group_size": 2, "contrastive_weight": 0.0025,
+                          "mask_audio": {"type": "random", "ratio": 0.8}}
+
+
+def _without_depth(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in overrides.items() if key != "depth"}
+
+
+@register("hicmae_lgi_base", _CLASSIFIER_KEYS, system="hicmae", kind="finetune",
+          tiny_overrides={**_TINY_AV, **_TINY_LGI_TOWER})
+def hicmae_lgi_base(**overrides: Any) -> AudioVisualClassifier:
+    """HiCMAE-B classifier with an LGI-Former video tower (512x10, regions 2x5x10), audio ViT 512x10, fusion 2."""
+    return build_hicmae_classifier(
+        **{"embed_dim": 512, "num_heads": 8, "depth": 10, **_LGI_TOWER, **_PAPER_AV, **overrides}
+    )
+
+
+@register(
+    "hicmae_lgi_pretrain_base",
+    _PRETRAIN_KEYS,
+    system="hicmae",
+    kind="pretrain",
+    tiny_overrides={**_TINY_AV_PRETRAIN, **_TINY_LGI_TOWER},
+    pretrain_cfg={"mask": {"type": "part_window", "ratio": 0.9}, **_AV_PRETRAIN_OBJECTIVE},
+)
+def hicmae_lgi_pretrain_base(**overrides: Any) -> AudioVisualMaskedAutoencoder:
+    """HiCMAE-B pre-training with an LGI-Former video tower (part-window mask), decoders 384x4, taps 3/6/9."""
+    return build_hicmae_pretrain(**{"embed_dim": 512, "num_heads": 8, "depth": 10, **_LGI_TOWER, **overrides})
+
+
+@register("hicmae_tpsbt_base", _CLASSIFIER_KEYS, system="hicmae", kind="finetune",
+          tiny_overrides={**_without_depth(_TINY_AV), **_TINY_TPSBT_TOWER, "depth_audio": 4})
+def hicmae_tpsbt_base(**overrides: Any) -> AudioVisualClassifier:
+    """HiCMAE-B classifier with a TPSBT video tower (512 wide, stages 5/3/2, 8 bottleneck tokens per frame)."""
+    return build_hicmae_classifier(**{"embed_dim": 512, "num_heads": 8, **_TPSBT_TOWER, **_PAPER_AV, **overrides})
+
+
+@register(
+    "hicmae_tpsbt_pretrain_base",
+    _PRETRAIN_KEYS,
+    system="hicmae",
+    kind="pretrain",
+    tiny_overrides={**_without_depth(_TINY_AV_PRETRAIN), **_TINY_TPSBT_TOWER, "depth_audio": 4},
+    pretrain_cfg={"mask": {"type": "tube", "ratio": 0.9}, **_AV_PRETRAIN_OBJECTIVE},
+)
+def hicmae_tpsbt_pretrain_base(**overrides: Any) -> AudioVisualMaskedAutoencoder:
+    """HiCMAE-B pre-training with a TPSBT video tower (tube mask), decoders 384x4, taps 3/6/9 (one per stage)."""
+    return build_hicmae_pretrain(**{"embed_dim": 512, "num_heads": 8, **_TPSBT_TOWER, **overrides})
 
 
 # -------------------------------------------------------------------------------------------- official names

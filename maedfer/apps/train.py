@@ -21,7 +21,7 @@ from torch import nn
 from ..checkpoint import atomic_write_text
 from ..config import ExperimentConfig, dump_config, load_config
 
-__all__ = ["main", "run", "parse_folds"]
+__all__ = ["main", "run", "parse_folds", "resolve_label_names", "write_folds_summary", "write_test_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,12 @@ def fold_name(dataset: str, fold: str) -> str:
     if folds and 0 <= index < len(folds) and fold not in folds:
         return folds[index]
     return fold
+
+
+def folds_summary_dir(output_dir: str) -> Path:
+    """Where the fold summary of a run whose ``train.output_dir`` is ``output_dir`` goes: the part before
+    ``{fold}`` (the folder the fold outputs share when ``{fold}`` is a path component)."""
+    return Path(output_dir.split("{fold}")[0] or ".")
 
 
 def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
@@ -185,11 +191,45 @@ def build_task(cfg: ExperimentConfig, model: nn.Module, num_classes: int, mixup:
         return MaskedVideoPretrainTask(model, video)
     from ..tasks.finetune import ClassificationTask, RegressionTask
 
+    if train.cache_features and not train.linear_probe:
+        raise ValueError("train.cache_features needs train.linear_probe: true (only a frozen encoder can be cached)")
+    if train.linear_probe:
+        from ..tasks.linear_probe import LinearProbeRegressionTask, LinearProbeTask
+
+        if mixup is not None or cfg.data.label_smoothing:
+            logger.info("linear probe: plain cross-entropy (data.mixup / cutmix / label_smoothing are not used)")
+        if train.task == "classification":
+            return LinearProbeTask(model, num_classes=num_classes)
+        if train.task == "regression":
+            return LinearProbeRegressionTask(model, loss=train.regression_loss)
+        raise ValueError(f"train.linear_probe needs train.task 'classification' or 'regression', got {train.task!r}")
     if train.task == "classification":
         return ClassificationTask(model, num_classes=num_classes, mixup=mixup, label_smoothing=cfg.data.label_smoothing)
     if train.task == "regression":
         return RegressionTask(model, loss=train.regression_loss)
     raise ValueError(f"train.task must be 'pretrain', 'classification' or 'regression', got {train.task!r}")
+
+
+def _cached_feature_data(cfg: ExperimentConfig, probe: nn.Module, data: Any, device: torch.device, *, rank: int,
+                         world_size: int) -> Any:
+    """``data`` with a training loader over the pooled features of the un-augmented training clips, computed once
+    (every process computes all of them)."""
+    import dataclasses
+
+    from ..data.build import ResumableDistributedSampler
+    from ..tasks.linear_probe import cache_features, unaugmented
+
+    plain = data.train_loader
+    source = torch.utils.data.DataLoader(
+        unaugmented(data.train_dataset), batch_size=cfg.data.batch_size, shuffle=False, num_workers=plain.num_workers,
+        collate_fn=plain.collate_fn,
+    )
+    cached = cache_features(probe, source, device)
+    sampler = ResumableDistributedSampler(cached, num_replicas=world_size, rank=rank, shuffle=True,
+                                          seed=cfg.train.seed, drop_last=True)
+    loader = torch.utils.data.DataLoader(cached, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+                                         generator=torch.Generator().manual_seed(0))
+    return dataclasses.replace(data, train_loader=loader, train_sampler=sampler, train_dataset=cached)
 
 
 def iterations_per_epoch(num_samples: int, batch_size: int, world_size: int, accum: int, cap: int | None) -> int:
@@ -204,7 +244,6 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     """Train (and evaluate) one configuration; returns the final metrics (rank 0) and the output paths."""
     from ..compile import compile_model
     from ..data.build import build_data, build_mixup
-    from ..data.registry import dataset_label_names
     from ..data.video_datasets import SkipCounter
     from ..engine.backends import build_backend, resolve_precision
     from ..engine.distributed import init_distributed, seed_everything
@@ -226,11 +265,16 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         logger.info("output: %s; %d process(es) on %s; precision %s", output_dir, env.world_size, device, precision)
 
     model = build_model(cfg).to(device)
+    label_names = resolve_label_names(cfg, model)
     data_cfg = with_synthetic_world(cfg, model, rank=env.rank, world_size=env.world_size)
     data = build_data(data_cfg, model, rank=env.rank, world_size=env.world_size)
     num_classes = data.num_classes
     mixup = build_mixup(cfg, num_classes) if cfg.train.task == "classification" else None
     task = build_task(cfg, model, num_classes, mixup)
+    if cfg.train.linear_probe:
+        model = task.model  # the frozen model wrapped with its probe head: what the backend trains and saves
+        if cfg.train.cache_features:
+            data = _cached_feature_data(cfg, task.model, data, device, rank=env.rank, world_size=env.world_size)
 
     accum = max(1, cfg.optim.accum_steps)
     total_batch = cfg.data.batch_size * env.world_size * accum
@@ -247,7 +291,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     groups = param_groups(
         model,
         weight_decay=cfg.optim.weight_decay,
-        layer_decay=None if pretraining else cfg.optim.layer_decay,
+        layer_decay=None if pretraining or cfg.train.linear_probe else cfg.optim.layer_decay,
         exact_name_skip=pretraining,
     )
     backend_name = cfg.train.backend
@@ -285,7 +329,6 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         except ImportError:
             logger.warning("tensorboard is not installed (pip install tensorboard); no tensorboard logs")
 
-    label_names = dataset_label_names(cfg.data.dataset)
     scoring = dict(task=cfg.train.task, num_classes=num_classes, device=device, label_names=label_names,
                    autocast=backend.autocast, world_size=env.world_size)
     evaluate = None
@@ -311,6 +354,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         on_step=on_step,
         writer=writer,
         skip_counter=SkipCounter(len(data.train_dataset), cfg.data.max_skip_fraction, name="training set"),
+        label_names=label_names,
     )
     resume = cfg.train.resume
     source = None
@@ -325,19 +369,84 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
                               "nonfinite_losses": state.nonfinite_losses, "skipped_steps": state.skipped_steps}
     if data.test_loader is not None:
         scores = evaluate_model(backend.module, data.test_loader, **scoring)
-        metrics, cm = scores.metrics, scores.confusion
-        result["test"] = metrics
+        result["test"] = scores.metrics
         if is_main:
-            atomic_write_text(output_dir / "test_metrics.json", json.dumps(metrics, indent=2, default=_json_default))
-            if cm is not None:
-                from ..engine.metrics import save_confusion_matrix
-
-                names = list(label_names or [str(i) for i in range(num_classes)])
-                save_confusion_matrix(cm, names, output_dir / "confusion_matrix.csv", output_dir / "confusion_matrix.png")
-            logger.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in scores.scalars().items()))
+            write_test_results(output_dir, scores, label_names)
     if writer is not None:
         writer.close()
     return result
+
+
+def resolve_label_names(cfg: ExperimentConfig, model: nn.Module) -> list[str] | None:
+    """The output names of a fine-tuning model: ``data.label_names`` when set (checked: one distinct name per
+    output), else the registry's names of ``data.dataset`` when they fit (``valence`` / ``arousal`` for two
+    regression outputs), else ``None``. ``None`` for pre-training.
+
+    Raises:
+        ConfigError: ``data.label_names`` does not give one distinct name per model output.
+    """
+    from ..config import ConfigError
+    from .inference import label_names_for
+
+    task = cfg.train.task
+    if task not in ("classification", "regression"):
+        return None
+    num_outputs = int(getattr(model, "num_classes", 0) or 0)
+    names = cfg.data.label_names
+    if names is None:
+        return label_names_for(cfg.data.dataset, num_outputs, task)
+    if len(names) != num_outputs:
+        what = "classes" if task == "classification" else "regression outputs"
+        raise ConfigError(
+            f"data.label_names has {len(names)} names ({', '.join(names)}) but the model {cfg.model.name} has "
+            f"{num_outputs} {what}: give one name per output, in label order (or set model.kwargs.num_classes)"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"data.label_names: names must be distinct, {', '.join(repeated)} repeated")
+    return list(names)
+
+
+def write_test_results(output_dir: Path, scores: Any, label_names: Sequence[str] | None) -> None:
+    """``test_metrics.json`` and, for classification, ``confusion_matrix.csv`` / ``.png`` (atomically, rank 0).
+
+    Args:
+        output_dir: Target folder.
+        scores: The :class:`maedfer.tasks.evaluate.Evaluation` of the test set.
+        label_names: Class names in label order (``None``: the class indices).
+    """
+    atomic_write_text(output_dir / "test_metrics.json", json.dumps(scores.metrics, indent=2, default=_json_default))
+    if scores.confusion is not None:
+        from ..engine.metrics import save_confusion_matrix
+
+        names = list(label_names or [str(i) for i in range(len(scores.confusion))])
+        save_confusion_matrix(scores.confusion, names, output_dir / "confusion_matrix.csv",
+                              output_dir / "confusion_matrix.png")
+    logger.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in scores.scalars().items()))
+
+
+def write_folds_summary(summary_dir: Path, folds: Sequence[str], results: Mapping[str, Mapping[str, Any]]) -> Path:
+    """``folds_summary.json`` / ``.md`` (per-fold test metrics and their mean +- std) in ``summary_dir``, atomically.
+
+    Args:
+        summary_dir: Target folder.
+        folds: Fold names in order.
+        results: Per fold, a result with the test metrics under ``"test"`` (what :func:`run` returns).
+
+    Returns:
+        The Markdown table's path.
+    """
+    from ..engine.metrics import format_fold_table, summarize_folds
+    from ..tasks.evaluate import scalar_metrics
+
+    per_fold = [scalar_metrics(results[f].get("test", {})) for f in folds]
+    table = format_fold_table(folds, per_fold) if per_fold and per_fold[0] else "(no test metrics)"
+    summary = {"folds": list(folds), "per_fold": per_fold,
+               "summary": summarize_folds(per_fold) if per_fold and per_fold[0] else {}}
+    atomic_write_text(summary_dir / "folds_summary.json", json.dumps(summary, indent=2, default=_json_default))
+    path = atomic_write_text(summary_dir / "folds_summary.md", table + "\n")
+    logger.info("fold summary written to %s\n%s", path, table)
+    return path
 
 
 def _json_default(value: Any) -> Any:
@@ -404,15 +513,6 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
     results: dict[str, Any] = {}
     for fold in folds:
         results[fold] = run(_with_fold(cfg, fold))
-    summary_dir = Path(cfg.train.output_dir.split("{fold}")[0] or ".")
     if int(os.environ.get("RANK", "0")) == 0:
-        from ..engine.metrics import format_fold_table, summarize_folds
-        from ..tasks.evaluate import scalar_metrics
-
-        per_fold = [scalar_metrics(results[f].get("test", {})) for f in folds]
-        table = format_fold_table(folds, per_fold) if per_fold and per_fold[0] else "(no test metrics)"
-        summary = {"folds": folds, "per_fold": per_fold, "summary": summarize_folds(per_fold) if per_fold[0] else {}}
-        atomic_write_text(summary_dir / "folds_summary.json", json.dumps(summary, indent=2, default=_json_default))
-        atomic_write_text(summary_dir / "folds_summary.md", table + "\n")
-        logger.info("fold summary written to %s\n%s", summary_dir / "folds_summary.md", table)
+        write_folds_summary(folds_summary_dir(cfg.train.output_dir), folds, results)
     return results

@@ -34,6 +34,7 @@ __all__ = [
     "build_backend",
     "build_optimizer",
     "autocast_context",
+    "load_deepspeed_json",
     "resolve_precision",
 ]
 
@@ -682,6 +683,84 @@ def _import_deepspeed() -> Any:
     return deepspeed
 
 
+#: DeepSpeed settings that mirror the experiment configuration: a user's JSON may repeat them (or say ``"auto"``) but
+#: must not contradict them, because the data loader, the LR scaling and the training loop follow the configuration.
+#: Keys are paths in the DeepSpeed JSON; values name the configuration field to change instead.
+DEEPSPEED_CONTROLLED_KEYS: dict[tuple[str, ...], str] = {
+    ("train_micro_batch_size_per_gpu",): "data.batch_size",
+    ("gradient_accumulation_steps",): "optim.accum_steps",
+    ("train_batch_size",): "data.batch_size x processes x optim.accum_steps",
+    ("gradient_clipping",): "optim.clip_grad",
+    ("bf16", "enabled"): "train.precision",
+    ("fp16", "enabled"): "train.precision",
+    ("zero_optimization", "stage"): "train.zero_stage",
+}
+#: DeepSpeed sections a user's JSON cannot hold: maedfer builds the AdamW optimizer and the per-step LR schedule.
+DEEPSPEED_REFUSED_KEYS: dict[str, str] = {
+    "optimizer": "maedfer builds AdamW itself from the optim section (optim.lr, optim.betas, optim.weight_decay ...)",
+    "scheduler": "maedfer sets the learning rate every step from optim.lr, optim.min_lr and optim.warmup_epochs",
+    "bfloat16": "use the 'bf16' section (and train.precision)",
+}
+
+
+def load_deepspeed_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Reads a user's DeepSpeed JSON configuration.
+
+    Args:
+        path: The JSON file.
+
+    Returns:
+        Its top-level object.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If it is not valid JSON (the message names the file, line and column) or not a JSON object.
+    """
+    import json
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"DeepSpeed config {file} does not exist.")
+    text = file.read_text(encoding="utf-8")
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON in the DeepSpeed config: {exc.msg}.") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{file}: a DeepSpeed config must be a JSON object, got {type(loaded).__name__}.")
+    return loaded
+
+
+def _lookup(config: Mapping[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
+    """``(True, value)`` for the entry at ``path`` of nested mappings, ``(False, None)`` when absent."""
+    node: Any = config
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _same_setting(user: Any, generated: Any) -> bool:
+    """Whether a user's value equals maedfer's (numbers compared as numbers; ``0``/``None``/``False`` clipping)."""
+    if isinstance(generated, bool) or isinstance(user, bool):
+        return bool(user) == bool(generated)
+    if isinstance(user, (int, float)) and isinstance(generated, (int, float)):
+        return float(user) == float(generated)
+    return user == generated
+
+
+def _drop_auto(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` without entries whose value is the string ``"auto"`` (filled in from maedfer's)."""
+    result: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            result[key] = _drop_auto(value)
+        elif not (isinstance(value, str) and value == "auto"):
+            result[key] = value
+    return result
+
+
 def _deep_update(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Recursively merges ``overrides`` into ``base`` (in place) and returns it."""
     for key, value in overrides.items():
@@ -693,7 +772,7 @@ def _deep_update(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str
 
 
 class DeepSpeedBackend(TrainingBackend):
-    """DeepSpeed with ZeRO stage 0, 1 or 2 and a client ``torch.optim.AdamW``.
+    """DeepSpeed with ZeRO stage 0, 1, 2 or 3 and a client ``torch.optim.AdamW``.
 
     Gradient accumulation is driven by the caller through :meth:`no_sync` (DeepSpeed's accumulation boundary is
     set before each backward pass), so :meth:`step` is called once per optimizer step like the other backends.
@@ -703,11 +782,15 @@ class DeepSpeedBackend(TrainingBackend):
     Args:
         env: The process's distributed environment. With several processes the process group should already
             exist (:func:`~maedfer.engine.distributed.init_distributed`); DeepSpeed reuses it.
-        zero_stage: 0, 1 or 2.
+        zero_stage: 0, 1, 2 or 3. ZeRO-3 partitions the weights too: :meth:`consolidated_state_dict` gathers them.
         precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"``, ``"fp16"`` (CUDA only) or ``"fp32"``.
         micro_batch_size: Samples per process per micro-step (DeepSpeed's ``train_micro_batch_size_per_gpu``;
             bookkeeping only, the data loader decides the real batch).
-        config_overrides: Entries merged (recursively) into the generated DeepSpeed configuration last.
+        config_overrides: A user's DeepSpeed configuration (e.g. from :func:`load_deepspeed_json`), merged
+            (recursively) into the generated one last: its entries win, except that the keys of
+            :data:`DEEPSPEED_CONTROLLED_KEYS` must agree with the generated values (``"auto"`` takes them) and the
+            sections of :data:`DEEPSPEED_REFUSED_KEYS` are refused (see :meth:`build_config`).
+        config_source: Where ``config_overrides`` came from (a file name), for error messages.
 
     Attributes:
         ds_config: The configuration passed to ``deepspeed.initialize`` (after :meth:`setup`).
@@ -724,6 +807,7 @@ class DeepSpeedBackend(TrainingBackend):
         precision: str = "auto",
         micro_batch_size: int = 1,
         config_overrides: Mapping[str, Any] | None = None,
+        config_source: str | None = None,
     ) -> None:
         """See the class docstring.
 
@@ -732,8 +816,8 @@ class DeepSpeedBackend(TrainingBackend):
             ImportError: If DeepSpeed is not installed.
             RuntimeError: If DeepSpeed already picked an accelerator other than ``env.device``.
         """
-        if zero_stage not in (0, 1, 2):
-            raise ValueError(f"DeepSpeed ZeRO stage must be 0, 1 or 2, got {zero_stage!r}.")
+        if zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"DeepSpeed ZeRO stage must be 0, 1, 2 or 3, got {zero_stage!r}.")
         if env.device.type != "cuda" and precision == "fp16":
             raise ValueError("DeepSpeed supports bf16/fp32 on CPU; fp16 needs a CUDA device. "
                              "Use precision 'bf16' or 'fp32'.")
@@ -743,6 +827,7 @@ class DeepSpeedBackend(TrainingBackend):
         self.zero_stage = int(zero_stage)
         self.micro_batch_size = int(micro_batch_size)
         self.config_overrides = dict(config_overrides or {})
+        self.config_source = config_source or "the DeepSpeed config overrides"
         if env.device.type == "cpu" and "DS_ACCELERATOR" not in os.environ:
             os.environ["DS_ACCELERATOR"] = "cpu"
         self._deepspeed = _import_deepspeed()
@@ -777,11 +862,21 @@ class DeepSpeedBackend(TrainingBackend):
     def build_config(self) -> dict[str, Any]:
         """The DeepSpeed configuration for this backend (call after the optimizer options are known).
 
+        The user's ``config_overrides`` win over the generated entries, with two exceptions that would otherwise
+        break a run silently or obscurely: an entry of :data:`DEEPSPEED_CONTROLLED_KEYS` (batch sizes,
+        accumulation, clipping, precision, ZeRO stage) must equal the generated value or be ``"auto"``, and the
+        ``optimizer``/``scheduler`` sections are refused.
+
         Returns:
             A JSON-like dict: micro-batch size, accumulation steps, clipping, bf16/fp16 sections and the ZeRO
             stage, merged with ``config_overrides``.
+
+        Raises:
+            ValueError: For a contradicting or refused entry; the message names :attr:`config_source`, the key and
+                the configuration field to change instead.
         """
         config: dict[str, Any] = {
+            "train_batch_size": self.micro_batch_size * self.accum_steps * self.env.world_size,
             "train_micro_batch_size_per_gpu": self.micro_batch_size,
             "gradient_accumulation_steps": self.accum_steps,
             "gradient_clipping": float(self.clip_grad or 0.0),
@@ -792,7 +887,21 @@ class DeepSpeedBackend(TrainingBackend):
             "steps_per_print": None,
             "wall_clock_breakdown": False,
         }
-        return _deep_update(config, self.config_overrides)
+        for key, reason in DEEPSPEED_REFUSED_KEYS.items():
+            if key in self.config_overrides:
+                raise ValueError(f"{self.config_source}: remove the '{key}' section: {reason}.")
+        for path, field_name in DEEPSPEED_CONTROLLED_KEYS.items():
+            present, user = _lookup(self.config_overrides, path)
+            _, generated = _lookup(config, path)
+            if present and user != "auto" and not _same_setting(user, generated):
+                raise ValueError(
+                    f"{self.config_source}: '{'.'.join(path)}' is {user!r} but the experiment configuration gives "
+                    f"{generated!r}; set {field_name} instead (or write \"auto\" or leave the key out)."
+                )
+        merged = _deep_update(config, _drop_auto(self.config_overrides))
+        if self.config_overrides:
+            logger.info("DeepSpeed config: %s merged over the generated one.", self.config_source)
+        return merged
 
     def setup(self, model: nn.Module, param_groups: list[dict[str, Any]], optimizer_cfg: Any) -> None:
         """Builds the client AdamW and calls ``deepspeed.initialize`` (see :meth:`TrainingBackend.setup`)."""
@@ -889,13 +998,16 @@ class DeepSpeedBackend(TrainingBackend):
         """Clears the gradients held by the model and by DeepSpeed's optimizer wrapper.
 
         ZeRO 1/2 also keep the gradients reduced by earlier micro-steps in their own partition buffers; they are
-        dropped the way DeepSpeed itself drops them after an fp16 overflow.
+        dropped the way DeepSpeed itself drops them after an fp16 overflow. ZeRO-3's own ``zero_grad`` restarts its
+        accumulation (the next reduced gradient overwrites its buffers).
         """
         engine = self.engine
         optimizer = engine.optimizer
         if not self._plain_optimizer():
             optimizer.zero_grad(set_to_none=True)
         engine.zero_grad()
+        if self.zero_stage == 3:
+            return
         averaged = getattr(optimizer, "averaged_gradients", None)
         if isinstance(averaged, dict):
             for buffers in (averaged, getattr(optimizer, "all_grad_tensors", None)):
@@ -930,9 +1042,14 @@ class DeepSpeedBackend(TrainingBackend):
     def consolidated_state_dict(self) -> dict[str, Tensor]:
         """The fp32 master weights (DeepSpeed's ``safe_get_full_fp32_param`` for ZeRO) plus the buffers.
 
-        Collective for ZeRO 1/2: call it on every rank.
+        Collective for ZeRO 1/2/3: call it on every rank; every rank gets full, unpartitioned tensors. Under
+        ZeRO-3 the module's own parameters are empty placeholders: trained ones come from the gathered fp32
+        optimizer partitions, frozen ones are gathered from the module's partitions.
         """
         from deepspeed.utils import safe_get_full_fp32_param
+
+        if self.zero_stage == 3:
+            return self._zero3_state_dict(safe_get_full_fp32_param)
 
         engine = self.engine
         masters: dict[int, Tensor] = {}
@@ -960,6 +1077,27 @@ class DeepSpeedBackend(TrainingBackend):
             state[name] = full.detach().reshape(param.shape)
         return _fp32_cpu_copy(state)
 
+    def _zero3_state_dict(self, full_fp32: Any) -> dict[str, Tensor]:
+        """:meth:`consolidated_state_dict` under ZeRO-3 (collective; same parameter order on every rank).
+
+        Args:
+            full_fp32: DeepSpeed's ``safe_get_full_fp32_param``.
+        """
+        module = self.engine.module
+        state = dict(module.state_dict())
+        gathered: dict[int, Tensor] = {}
+        for name, param in module.named_parameters(remove_duplicate=False):
+            if id(param) not in gathered:
+                full = full_fp32(param) if param.requires_grad else None
+                if full is None:  # frozen (or in no optimizer group): gather the module's own partitions
+                    with self._deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                        full = param.detach().to("cpu", copy=True)
+                shape = getattr(param, "ds_shape", param.shape)
+                gathered[id(param)] = full.detach().reshape(shape).to("cpu", torch.float32, copy=True)
+            if name in state:
+                state[name] = gathered[id(param)]
+        return _fp32_cpu_copy(state)
+
 
 # ------------------------------------------------------------------------------------------------- factory
 
@@ -971,7 +1109,7 @@ def build_backend(name: str, env: DistributedEnv, **opts: Any) -> TrainingBacken
         name: ``"auto"`` (DDP when ``env.world_size > 1``, else local), ``"local"``, ``"ddp"`` or ``"deepspeed"``.
         env: The process's distributed environment.
         **opts: ``precision`` (all backends); ``find_unused_parameters`` (DDP); ``zero_stage``,
-            ``micro_batch_size``, ``config_overrides`` (DeepSpeed). Options meant for another backend are ignored
+            ``micro_batch_size``, ``config_overrides``, ``config_source`` (DeepSpeed). Options meant for another backend are ignored
             (with a log message when they differ from their defaults).
 
     Returns:
@@ -988,7 +1126,8 @@ def build_backend(name: str, env: DistributedEnv, **opts: Any) -> TrainingBacken
     accepted: dict[str, dict[str, Any]] = {
         "local": {"precision": "auto"},
         "ddp": {"precision": "auto", "find_unused_parameters": False},
-        "deepspeed": {"precision": "auto", "zero_stage": 0, "micro_batch_size": 1, "config_overrides": None},
+        "deepspeed": {"precision": "auto", "zero_stage": 0, "micro_batch_size": 1, "config_overrides": None,
+                      "config_source": None},
     }
     known = {key for options in accepted.values() for key in options}
     unknown = sorted(set(opts) - known)

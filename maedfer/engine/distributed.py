@@ -1,7 +1,8 @@
 """Process-group setup and small collective helpers for single- and multi-process training.
 
-A run is launched either as one plain process or with ``torchrun`` (one process per device). ``torchrun`` sets
-``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init_distributed` reads them,
+A run is launched either as one plain process or with ``torchrun``/``deepspeed`` (one process per device). They set
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; under SLURM's ``srun`` without such a
+launcher they are derived from ``SLURM_*`` (:mod:`maedfer.engine.slurm`). :func:`init_distributed` reads them,
 creates the default process group (NCCL on CUDA, gloo on CPU) when there is more than one process, and binds the
 process to its GPU. A single process gets no process group at all, and every helper in this module then behaves as
 the identity (``barrier`` does nothing, ``all_gather_object`` returns ``[obj]``, ...).
@@ -94,7 +95,9 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
 def init_distributed(backend: str | None = None, device: str | None = None) -> DistributedEnv:
     """Reads the launcher's environment, creates the process group if needed and picks the device.
 
-    ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` default to ``0``, ``1`` and ``0`` (a plain ``python`` run). When
+    ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` default to ``0``, ``1`` and ``0`` (a plain ``python`` run); a SLURM
+    task (``srun``) without them gets them, and ``MASTER_ADDR``/``MASTER_PORT``, from its ``SLURM_*`` variables
+    (written into ``os.environ``, see :func:`maedfer.engine.slurm.slurm_launch_env`). When
     ``WORLD_SIZE > 1`` the default process group is created with ``init_method="env://"`` (so ``MASTER_ADDR`` and
     ``MASTER_PORT`` must be set, as ``torchrun`` does), unless one already exists. A single process never gets a
     process group. On CUDA the current device is set to ``cuda:<LOCAL_RANK>``.
@@ -112,7 +115,10 @@ def init_distributed(backend: str | None = None, device: str | None = None) -> D
         RuntimeError: If CUDA is requested but unavailable, ``LOCAL_RANK`` exceeds the number of GPUs, or an
             existing process group disagrees with ``WORLD_SIZE``/``RANK``.
     """
+    from .slurm import adopt_slurm_env
+
     environ = os.environ
+    adopt_slurm_env(environ)
     world_size = _env_int(environ, "WORLD_SIZE", 1)
     rank = _env_int(environ, "RANK", 0)
     local_rank = _env_int(environ, "LOCAL_RANK", 0)

@@ -50,22 +50,34 @@ class ModelConfig:
         grad_checkpointing: Recompute block activations in the backward pass (saves memory).
         official_behaviour: Reproduce the official pre-training quirks (MAE-DFER decoder positions, SVFAP context and
             up-sampling); needed to continue training a released pre-training checkpoint exactly.
+        encoder, decoder, audio, fusion, block, head, objective: The model described by sections
+            (:mod:`maedfer.models.assemble`): with ``name`` they override that preset; without it
+            (``encoder.type`` set) they assemble the model, a pre-training one when ``decoder`` is given. Objective
+            training settings (``mask``, ``frame_diff_group_size`` ...) fill in ``data`` / ``train``. A wrong key or
+            an impossible combination is a :class:`ConfigError` naming its YAML key path.
     """
 
-    name: str = "mae_dfer_pretrain_base"
+    name: str | None = None  # None: the default preset, unless encoder.type assembles the model
     kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     width_from_checkpoint: bool = False
     grad_checkpointing: bool = False
     official_behaviour: bool = False
+    encoder: dict[str, Any] | None = None
+    decoder: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    fusion: dict[str, Any] | None = None
+    block: dict[str, Any] | None = None
+    head: dict[str, Any] | None = None
+    objective: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        from .models.official import check_model_kwargs  # (lazy: the model zoo imports torch)
+        from .models.assemble import check_model_config  # (lazy: the model zoo imports torch)
 
         try:
-            check_model_kwargs(self.name, self.kwargs)
-        except TypeError as err:
-            raise ConfigError(f"model.kwargs: {err}") from None
+            check_model_config(self)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
 
 
 @dataclass
@@ -128,6 +140,12 @@ class DataConfig:
         label_names: Output names in label order (class names, or regression target names) for a dataset the
             registry does not know; one per model output (checked when the model is built). Stored in every
             checkpoint and exported model; ``None`` uses the registry's names of ``dataset``.
+        format: Where training clips come from: ``"files"`` (``train_file``, one file or folder per clip) or
+            ``"shards"`` (tar shards written by ``maedfer make-shards``, streamed; see ``maedfer.data.shards``).
+        shards: With ``format: shards``: shard index files (``*-index.json``, paths or URLs) and/or brace patterns
+            of shards listed in an index next to them.
+        shard_shuffle_buffer: Clips in each stream's shuffle buffer (1: read order).
+        shard_verify: Check every shard's sha256 against the index before its clips are used.
     """
 
     dataset: str = "synthetic"
@@ -169,6 +187,10 @@ class DataConfig:
     synthetic: dict[str, Any] = field(default_factory=dict)
     labels_per_class: int | None = None
     label_names: list[str] | None = None
+    format: str = "files"
+    shards: list[str] | str | None = None
+    shard_shuffle_buffer: int = 1000
+    shard_verify: bool = True
 
 
 @dataclass
@@ -229,7 +251,8 @@ class TrainConfig:
             frozen. Turn it on only for your own models with unused branches (it costs an extra graph traversal).
         ema_decay: Keep an exponential moving average of the weights (``None``: off).
         save_every_epochs: Checkpoint period in epochs (the last epoch is always saved).
-        save_every_steps: Also checkpoint every N optimizer steps within an epoch (0: off).
+        save_every_steps: Also checkpoint every N optimizer steps within an epoch (0: off); the default keeps long
+            epochs resumable mid-epoch (a resumed run repeats and skips no batch).
         keep_checkpoints: How many periodic checkpoints to keep (the newest; 0 keeps all).
         resume: ``"auto"`` (latest complete checkpoint in ``output_dir``), ``"none"`` or a checkpoint path.
         eval_every_epochs: Validation period (0: only at the end).
@@ -263,7 +286,7 @@ class TrainConfig:
     find_unused_parameters: bool = False
     ema_decay: float | None = None
     save_every_epochs: int = 10
-    save_every_steps: int = 0
+    save_every_steps: int = 1000
     keep_checkpoints: int = 2
     resume: str = "auto"
     eval_every_epochs: int = 1
@@ -289,6 +312,14 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        from .models.assemble import apply_objective  # (lazy: the model zoo imports torch)
+
+        try:
+            apply_objective(self, _check_type)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
 
 
 # ------------------------------------------------------------------------------------------------- conversion

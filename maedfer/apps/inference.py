@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..audio import FbankConfig
-from ..checkpoint import CheckpointError, read_checkpoint
+from ..checkpoint import CheckpointError, read_checkpoint, stored_label_names
 from ..config import ExperimentConfig, config_from_dict
 from ..data.build import audio_fbank_config
 from ..preprocess.faces import NoFaceError
@@ -38,6 +38,7 @@ __all__ = [
     "error_message",
     "label_names_for",
     "load_inference_model",
+    "read_model_file",
     "read_soundtrack",
     "read_video_frames",
     "reader_fps",
@@ -136,6 +137,38 @@ def _geometry(model: nn.Module) -> tuple[int, int, str]:
     return num_frames, input_size, modality
 
 
+def read_model_file(checkpoint: PathLike) -> Any:
+    """Read a model file for :func:`load_inference_model` (``weights_only``; no code runs).
+
+    A file is read with :func:`maedfer.checkpoint.read_checkpoint`. A resumable checkpoint folder of a maedfer run
+    (``checkpoint-e<epoch>-s<step>/`` of the local or DDP backend) gives
+    ``{"model": <its weights>, "config": <its config>, "label_names": ...}``.
+
+    Raises:
+        FileNotFoundError: Nothing exists at ``checkpoint``.
+        CheckpointError: The file cannot be read, or the folder is not a complete maedfer checkpoint of the local or
+            DDP backend (DeepSpeed folders: use the run's ``checkpoint-last.pth``).
+    """
+    from ..engine.backends import CLIENT_STATE_FILE, TRAINING_STATE_FILE
+
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not path.is_dir():
+        return read_checkpoint(path)
+    if not (path / CLIENT_STATE_FILE).is_file():
+        raise CheckpointError(f"{path} is a folder but not a complete maedfer checkpoint (no {CLIENT_STATE_FILE})")
+    if not (path / TRAINING_STATE_FILE).is_file():
+        raise CheckpointError(
+            f"{path} holds no {TRAINING_STATE_FILE} (a DeepSpeed checkpoint folder?): evaluate the run's "
+            "consolidated checkpoint-last.pth instead"
+        )
+    client, state = read_checkpoint(path / CLIENT_STATE_FILE), read_checkpoint(path / TRAINING_STATE_FILE)
+    if not isinstance(client, Mapping) or not isinstance(state, Mapping) or "model" not in state:
+        raise CheckpointError(f"{path}: not a maedfer training checkpoint (no model weights or client state)")
+    return {"model": state["model"], "config": client.get("config"), "label_names": client.get("label_names")}
+
+
 def load_inference_model(
     checkpoint: PathLike,
     *,
@@ -143,18 +176,21 @@ def load_inference_model(
     model_kwargs: Mapping[str, Any] | None = None,
     dataset: str | None = None,
     device: str | torch.device = "cpu",
+    payload: Any = None,
 ) -> InferenceModel:
     """Build the model stored in ``checkpoint`` and load its weights.
 
     Args:
-        checkpoint: A maedfer training checkpoint (``.pth`` with ``model`` and ``config``), an official ``.pth`` or
-            a ``.safetensors`` file. Loaded with ``weights_only=True``.
+        checkpoint: A maedfer training checkpoint (``.pth`` with ``model`` and ``config``, or a resumable checkpoint
+            folder, see :func:`read_model_file`), an official ``.pth`` or a ``.safetensors`` file. Loaded with
+            ``weights_only=True``.
         model_name: Registry name, or the id of a model card in ``models/`` (e.g. ``mae_dfer_mafw_fold1``: the
             card gives the registry model, its constructor arguments, the frame stride and the label names);
             required when the checkpoint has no config, overrides the config's otherwise.
         model_kwargs: Constructor overrides (merged over the config's ``model.kwargs``).
         dataset: Dataset whose label names to use (default: the config's ``data.dataset``).
         device: Target device.
+        payload: What :func:`read_model_file` returned for ``checkpoint``, when the caller has read it already.
 
     Returns:
         The :class:`InferenceModel`, in eval mode.
@@ -168,9 +204,8 @@ def load_inference_model(
     from ..registry import create_model, list_models, model_entry
 
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = read_checkpoint(path)  # read once: the config and the weights come from the same object
+    if payload is None:
+        payload = read_model_file(path)  # read once: the config and the weights come from the same object
     config: ExperimentConfig | None = None
     if isinstance(payload, Mapping) and isinstance(payload.get("config"), Mapping):
         config = config_from_dict(payload["config"])
@@ -192,17 +227,26 @@ def load_inference_model(
     if card is not None:
         kwargs.update(card.model_kwargs)
     kwargs.update(model_kwargs or {})
-    entry = model_entry(name)
-    if config is not None and config.model.official_behaviour and entry.kind == "pretrain":
-        from ..registry import OFFICIAL_BEHAVIOUR
+    from ..models.assemble import ModelDescription, description_kind, model_from_config
 
-        for key, value in OFFICIAL_BEHAVIOUR.get(entry.system, {}).items():
-            kwargs.setdefault(key, value)
-    width = bool(card is not None and card.width_from_checkpoint)
-    model = create_model(name, checkpoint=payload if width else None, width_from_checkpoint=width, **kwargs)
+    if card is None and model_name is None and config is not None and ModelDescription.of(config.model).given:
+        # A model described by config sections (assembled, or overriding a preset): build it the way training did.
+        described = replace(config.model, kwargs=kwargs) if config.model.name is not None else config.model
+        model, kind = model_from_config(described), description_kind(config.model)
+        name = name or getattr(model, "model_name", "assembled model")
+    else:
+        entry = model_entry(name)
+        kind = entry.kind
+        if config is not None and config.model.official_behaviour and entry.kind == "pretrain":
+            from ..registry import OFFICIAL_BEHAVIOUR
+
+            for key, value in OFFICIAL_BEHAVIOUR.get(entry.system, {}).items():
+                kwargs.setdefault(key, value)
+        width = bool(card is not None and card.width_from_checkpoint)
+        model = create_model(name, checkpoint=payload if width else None, width_from_checkpoint=width, **kwargs)
     report = load_checkpoint(model, payload, source=str(path))
     head_missing = [key for key in report.missing_keys if key.split(".")[0] == "head"]
-    if entry.kind == "finetune" and head_missing:
+    if kind == "finetune" and head_missing:
         raise CheckpointError(
             f"{path}: the classification/regression head of {name} is not in the checkpoint (missing "
             f"{', '.join(head_missing)}; dropped: {', '.join(report.removed_head_keys) or 'none'}); "
@@ -211,7 +255,7 @@ def load_inference_model(
     target = torch.device(device)
     model.to(target).eval()
     num_frames, input_size, modality = _geometry(model)
-    task = _task_of(entry.kind, config)
+    task = _task_of(kind, config)
     if config is not None:
         data = config.data
         num_frames = data.num_frames or num_frames
@@ -222,13 +266,18 @@ def load_inference_model(
     else:
         sampling_rate, short_side = 4, input_size
     num_outputs = int(getattr(model, "num_classes", 0) or 0)
-    names = label_names_for(dataset or (config.data.dataset if config is not None else None), num_outputs, task)
+    names = stored_label_names(payload, path)
+    if names is not None and len(names) != num_outputs:
+        logger.warning("%s carries %d label names for %d outputs; ignoring them", path, len(names), num_outputs)
+        names = None
+    if names is None:
+        names = label_names_for(dataset or (config.data.dataset if config is not None else None), num_outputs, task)
     if names is None and card is not None and len(card.label_names) == num_outputs:
         names = list(card.label_names)
     fbank = audio_fbank_config(model)
     logger.info("loaded %s (%s, %s) from %s", name, task, modality, path)
     return InferenceModel(
-        model=model, name=name, kind=entry.kind, task=task, modality=modality, num_frames=num_frames,
+        model=model, name=name, kind=kind, task=task, modality=modality, num_frames=num_frames,
         sampling_rate=sampling_rate, input_size=input_size, short_side_size=short_side, label_names=names,
         fbank=fbank, config=config, device=target,
     )

@@ -138,19 +138,28 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
 # -------------------------------------------------------------------------------------------------- building
 def build_model(cfg: ExperimentConfig) -> nn.Module:
     """The model of ``cfg.model`` (weights from ``cfg.model.checkpoint`` if given)."""
+    from ..models.assemble import ModelDescription, model_from_config, preset_overrides
     from ..registry import OFFICIAL_BEHAVIOUR, create_model, model_entry
 
-    entry = model_entry(cfg.model.name)
-    kwargs = dict(cfg.model.kwargs)
-    if cfg.model.official_behaviour and entry.kind == "pretrain":
-        for key, value in OFFICIAL_BEHAVIOUR.get(entry.system, {}).items():
-            kwargs.setdefault(key, value)
     checkpoint: Any = cfg.model.checkpoint
     if checkpoint is not None and not Path(checkpoint).exists():
         raise FileNotFoundError(f"model.checkpoint {checkpoint} does not exist")
-    model = create_model(
-        cfg.model.name, checkpoint=checkpoint, width_from_checkpoint=cfg.model.width_from_checkpoint, **kwargs
-    )
+    if cfg.model.name is None:  # assembled from its sections (maedfer.models.assemble)
+        model = model_from_config(cfg.model)
+        if checkpoint is not None:
+            from ..checkpoint import load_checkpoint
+
+            logger.info("%s: loaded %s", model.model_name, load_checkpoint(model, checkpoint).source)
+    else:
+        entry = model_entry(cfg.model.name)
+        description = ModelDescription.of(cfg.model)
+        kwargs = {**(preset_overrides(description, cfg.model.name)[0] if description.given else {}), **cfg.model.kwargs}
+        if cfg.model.official_behaviour and entry.kind == "pretrain":
+            for key, value in OFFICIAL_BEHAVIOUR.get(entry.system, {}).items():
+                kwargs.setdefault(key, value)
+        model = create_model(
+            cfg.model.name, checkpoint=checkpoint, width_from_checkpoint=cfg.model.width_from_checkpoint, **kwargs
+        )
     if cfg.model.grad_checkpointing:
         # Every encoder inside the model (the model itself for a classifier; encoder / encoder_audio otherwise).
         for module in model.modules():
@@ -250,6 +259,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     from ..engine.optim import param_groups, scaled_lr
     from ..engine.schedule import cosine_schedule
     from ..engine.trainer import Trainer, find_latest_checkpoint
+    from .launchers import deepspeed_options, resolve_backend_name
     from ..tasks.evaluate import evaluate as evaluate_model
 
     env = init_distributed()
@@ -283,6 +293,8 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     steps_per_epoch = iterations_per_epoch(
         len(data.train_dataset), cfg.data.batch_size, env.world_size, accum, cfg.train.max_steps_per_epoch
     )
+    if data.train_batches is not None:  # streamed shards: the batches every rank gets, from the shard index
+        steps_per_epoch = iterations_per_epoch(data.train_batches, 1, 1, accum, cfg.train.max_steps_per_epoch)
     schedule = cosine_schedule(
         lr, min_lr, cfg.train.epochs, steps_per_epoch, warmup_epochs=cfg.optim.warmup_epochs,
         warmup_steps=cfg.optim.warmup_steps,
@@ -294,13 +306,13 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         layer_decay=None if pretraining or cfg.train.linear_probe else cfg.optim.layer_decay,
         exact_name_skip=pretraining,
     )
-    backend_name = cfg.train.backend
+    backend_name = resolve_backend_name(cfg, env.world_size)
     options: dict[str, Any] = {"precision": precision}
-    resolved = backend_name if backend_name != "auto" else ("ddp" if env.world_size > 1 else "local")
-    if resolved == "ddp":
+    if backend_name == "ddp":
         options["find_unused_parameters"] = cfg.train.find_unused_parameters
-    if resolved == "deepspeed":
-        options.update(zero_stage=cfg.train.zero_stage, micro_batch_size=cfg.data.batch_size)
+    if backend_name == "deepspeed":
+        options.update(deepspeed_options(cfg))
+    num_parameters = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
     if cfg.train.compile:
         # In place, on the device, before DDP / DeepSpeed wrap it: state_dict keys stay clean.
         compile_model(model, **cfg.train.compile_options)
@@ -316,7 +328,7 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     if is_main:
         logger.info(
             "%s: %.2fM parameters; total batch %d; lr %.3g (base %.3g); %d steps/epoch x %d epochs",
-            cfg.model.name, sum(p.numel() for p in model.parameters()) / 1e6, total_batch, lr, cfg.optim.lr,
+            cfg.model.name or "assembled model", num_parameters / 1e6, total_batch, lr, cfg.optim.lr,
             steps_per_epoch, cfg.train.epochs,
         )
 
@@ -492,7 +504,23 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML experiment file")
     parser.add_argument("--folds", default=None, help="folds to run one after another, e.g. 1-5 or 1,3")
+    evaluation = parser.add_argument_group("evaluate only (no training)")
+    evaluation.add_argument("--eval", action="store_true",
+                            help="score --checkpoint on the config's test set (official test views) and write "
+                                 "test_metrics.json, the confusion matrix and test_predictions.csv")
+    evaluation.add_argument("--checkpoint", default=None, metavar="FILE|CARD_ID",
+                            help="with --eval: a maedfer checkpoint (checkpoint-last.pth or a checkpoint folder), an "
+                                 "official .pth, a .safetensors file or a model card id; {fold} is filled in with "
+                                 "--folds. Without --config a maedfer checkpoint's own config is used")
+    evaluation.add_argument("--model", default=None, metavar="NAME|CARD_ID",
+                            help="with --eval: registry model or model card id of a file that holds no maedfer "
+                                 "config (default: the config's model.name)")
+    evaluation.add_argument("--output-dir", default=None,
+                            help="with --eval: where the results go (default: train.output_dir)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 optim.lr=1e-4")
+    from .launchers import add_launcher_arguments
+
+    add_launcher_arguments(parser)
     return parser
 
 
@@ -504,7 +532,11 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
         default_config: YAML file used when ``--config`` is not given (the launchers pass their demo config).
     """
     args = build_parser().parse_intermixed_args(argv)
-    overrides = list(args.overrides)
+    from .launchers import launcher_overrides
+
+    overrides = [*launcher_overrides(args), *args.overrides]
+    if args.eval or args.checkpoint is not None:
+        return _evaluate_only(args, overrides, default_config)
     config = args.config if args.config is not None else default_config
     cfg = load_config(config, overrides)
     folds = parse_folds(args.folds)
@@ -516,3 +548,18 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None
     if int(os.environ.get("RANK", "0")) == 0:
         write_folds_summary(folds_summary_dir(cfg.train.output_dir), folds, results)
     return results
+
+
+def _evaluate_only(args: argparse.Namespace, overrides: Sequence[str], default_config: str | Path | None) -> Any:
+    """``--eval``: :func:`maedfer.apps.eval_checkpoint.run_evaluation`; a bad request exits with a one-line error."""
+    from .eval_checkpoint import EXPECTED_ERRORS, run_evaluation
+
+    if not args.eval or args.checkpoint is None:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: --eval and --checkpoint go together "
+                         "(--eval --checkpoint FILE|CARD_ID)")
+    try:
+        return run_evaluation(args, overrides, default_config)
+    except EXPECTED_ERRORS as error:
+        from .inference import error_message
+
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {error_message(error)}") from error

@@ -59,12 +59,13 @@ def _video_tower(kw: dict[str, Any]) -> tuple[type[TokenEncoder], dict[str, Any]
     own = {key: kw.pop(key) for key in VIDEO_TOWER_ARGUMENTS[tower] if key in kw}
     if tower != "tpsbt":
         return VIDEO_TOWERS[tower], own, kw.pop("depth", 10)
-    if "depth" in kw:
-        if kw.pop("depth") != 0:  # 0: no video tower (audio-only fine-tuning)
-            raise ValueError("video_encoder='tpsbt' takes stage_depths, not depth (its depth is their sum)")
-        return TPSBT, own, 0
     own.setdefault("stage_depths", (5, 3, 2))
-    return TPSBT, own, sum(int(d) for d in own["stage_depths"])
+    total = sum(int(d) for d in own["stage_depths"])
+    depth = kw.pop("depth", total)
+    if depth not in (0, total):  # 0: no video tower (audio-only fine-tuning)
+        raise ValueError(f"video_encoder='tpsbt': depth={depth} but stage_depths {tuple(own['stage_depths'])} sum to "
+                         f"{total} (a TPSBT's depth is the sum of its stage depths)")
+    return TPSBT, own, depth
 
 
 def _encoders(kw: dict[str, Any], block: BlockSettings) -> tuple[TokenEncoder | None, AudioViT | None]:

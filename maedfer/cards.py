@@ -21,6 +21,7 @@ from torch import nn
 __all__ = [
     "CARDS_FOLDER",
     "ConvertedFile",
+    "WeightsMirror",
     "ModelCard",
     "ModelCardError",
     "ReferenceMetrics",
@@ -107,6 +108,20 @@ class ConvertedFile:
 
 
 @dataclass(frozen=True)
+class WeightsMirror:
+    """Another place the weights of a card can be downloaded from (``mirrors`` in the front matter).
+
+    Attributes:
+        url: ``hf://<owner>/<repo>[@<revision>]/<path in the repo>`` (a Hugging Face Hub file) or an ``https://``
+            link; tried before the card's ``source_urls`` by :func:`maedfer.hub.download_card_weights`.
+        sha256: Hex sha256 of that file (a converted mirror is a different file from the released one), or ``None``.
+    """
+
+    url: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """One released checkpoint, as described by the front matter of its card.
 
@@ -144,6 +159,7 @@ class ModelCard:
         code_licence_url: Its licence file (pinned to a commit).
         sha256: Hex sha256 of the released file, or ``None`` while unknown.
         converted: The converted safetensors file, on cards written by the converter; else ``None``.
+        mirrors: Other download places of the weights (a converted copy on the Hugging Face Hub ...), tried first.
         path: The card file (``None`` for cards parsed from a string).
         body: The Markdown after the front matter.
         front_matter: The parsed front matter, in file order.
@@ -181,6 +197,7 @@ class ModelCard:
     code_licence_url: str
     sha256: str | None
     converted: ConvertedFile | None = None
+    mirrors: list[WeightsMirror] = field(default_factory=list)
     path: Path | None = field(default=None, compare=False)
     body: str = field(default="", compare=False, repr=False)
     front_matter: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -251,6 +268,7 @@ _FIELDS: dict[str, _Field] = {
     "code_licence_url": _Field(_STR),
     "sha256": _Field(_OPT_STR),
     "converted": _Field((dict, type(None)), required=False),
+    "mirrors": _Field(_LIST, required=False),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "system": SYSTEMS,
@@ -369,6 +387,23 @@ def _parse_converted(front: _FrontMatter, block: Mapping[str, Any] | None) -> Co
     )
 
 
+def _parse_mirrors(front: _FrontMatter, entries: Sequence[Any]) -> list[WeightsMirror]:
+    """The ``mirrors`` list: mappings ``{url: hf://... or https://..., sha256: null or 64 hex digits}``."""
+    mirrors: list[WeightsMirror] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "url" not in entry or set(entry) - {"url", "sha256"}:
+            raise front.error("mirrors", f"entries are mappings with 'url' and an optional 'sha256', got {entry!r}")
+        url, digest = entry["url"], entry.get("sha256")
+        hub_file = isinstance(url, str) and url.startswith("hf://") and url.count("/") >= 4
+        web_link = isinstance(url, str) and url.startswith("https://")
+        if not (hub_file or web_link) or any(c.isspace() for c in url):
+            raise front.error("mirrors", f"url must be hf://<owner>/<repo>/<file> or an https:// link, got {url!r}")
+        if digest is not None and (not isinstance(digest, str) or not _SHA256_PATTERN.match(digest)):
+            raise front.error("mirrors", f"sha256 must be null or 64 lower-case hex digits, got {digest!r}")
+        mirrors.append(WeightsMirror(url=url, sha256=digest))
+    return mirrors
+
+
 def parse_model_card(text: str, *, source: str | os.PathLike[str] = "<string>") -> ModelCard:
     """Parses the text of a model card.
 
@@ -462,6 +497,7 @@ def parse_model_card(text: str, *, source: str | os.PathLike[str] = "<string>") 
         code_licence_url=data["code_licence_url"],
         sha256=data["sha256"],
         converted=_parse_converted(front, data.get("converted")),
+        mirrors=_parse_mirrors(front, data.get("mirrors") or []),
         path=path,
         body=front.body,
         front_matter=data,

@@ -187,6 +187,7 @@ def create_model(
         logger.info("%s: encoder width %d taken from the checkpoint", name, width)
     model = entry.builder(**overrides)
     model.model_name = name  # type: ignore[attr-defined]
+    model.model_kwargs = dict(overrides)  # type: ignore[attr-defined]  (what rebuilds it: maedfer.hub.save_pretrained)
     if checkpoint is not None:
         from .checkpoint import load_checkpoint
 

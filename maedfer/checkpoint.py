@@ -6,6 +6,7 @@ Details: ``docs/modules.md``, section ``maedfer/checkpoint.py``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import pickle
@@ -32,10 +33,13 @@ __all__ = [
     "checkpoint_encoder_width",
     "extract_state_dict",
     "load_checkpoint",
+    "LABEL_NAMES_KEY",
     "load_safetensors",
     "read_checkpoint",
+    "read_safetensors_metadata",
     "save_checkpoint",
     "save_safetensors",
+    "stored_label_names",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,10 @@ _TRANSFER_PREFIXES: tuple[str, ...] = ("backbone.", "encoder.")
 _HEAD_KEYS: tuple[str, ...] = ("head.weight", "head.bias")
 
 _STATE_DICT_SOURCE = "<state_dict>"
+
+#: Where the output names of a model are kept: a top-level key of maedfer checkpoints (a list of str) and a key of
+#: the safetensors header metadata (a JSON list).
+LABEL_NAMES_KEY = "label_names"
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -247,6 +255,56 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         CheckpointError: If the file is not a valid safetensors file.
     """
     return _read_safetensors(_existing_file(path))
+
+
+def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string-to-string metadata of a ``.safetensors`` header (empty when there is none); no tensor is read.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        CheckpointError: If the file is not a valid safetensors file.
+    """
+    file = _existing_file(path)
+    try:
+        with safetensors.safe_open(os.fspath(file), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # SafetensorError, OSError...
+        raise CheckpointError(f"Cannot read safetensors checkpoint {file}: {type(exc).__name__}: {exc}") from exc
+
+
+def stored_label_names(checkpoint: Any, path: str | os.PathLike[str] | None = None) -> list[str] | None:
+    """The output names a checkpoint carries, or ``None``.
+
+    Looked up, in order: the top-level ``label_names`` of a maedfer checkpoint, the ``data.label_names`` of its stored
+    config, and the ``label_names`` entry of a safetensors header (read from ``path``, since
+    :func:`read_checkpoint` returns only the tensors of a safetensors file).
+
+    Args:
+        checkpoint: What :func:`read_checkpoint` returned.
+        path: The file it was read from (needed for safetensors metadata).
+
+    Raises:
+        CheckpointError: If a stored entry is not a list of strings (the message names ``path``).
+    """
+    where = os.fspath(path) if path is not None else _STATE_DICT_SOURCE
+    found: Any = None
+    if isinstance(checkpoint, Mapping):
+        found = checkpoint.get(LABEL_NAMES_KEY)
+        config = checkpoint.get("config")
+        if found is None and isinstance(config, Mapping) and isinstance(config.get("data"), Mapping):
+            found = config["data"].get("label_names")
+    if found is None and path is not None and (Path(path).suffix == ".safetensors" or _looks_like_safetensors(Path(path))):
+        text = read_safetensors_metadata(path).get(LABEL_NAMES_KEY)
+        if text is not None:
+            try:
+                found = json.loads(text)
+            except ValueError as exc:
+                raise CheckpointError(f"{where}: the {LABEL_NAMES_KEY} metadata is not JSON: {exc}") from exc
+    if found is None:
+        return None
+    if isinstance(found, (str, bytes)) or not isinstance(found, Sequence) or not all(isinstance(n, str) for n in found):
+        raise CheckpointError(f"{where}: {LABEL_NAMES_KEY} must be a list of strings, got {found!r}")
+    return list(found)
 
 
 def _existing_file(path: str | os.PathLike[str]) -> Path:
@@ -700,6 +758,8 @@ def save_safetensors(
     model_or_state_dict: nn.Module | Mapping[str, Tensor],
     path: str | os.PathLike[str],
     metadata: dict[str, str] | None = None,
+    *,
+    label_names: Sequence[str] | None = None,
 ) -> Path:
     """Saves a model's weights (or a state dict) as a ``.safetensors`` file, atomically.
 
@@ -712,6 +772,8 @@ def save_safetensors(
             mapping of names to tensors.
         path: The target file.
         metadata: Optional string-to-string metadata stored in the header.
+        label_names: The model's output names in output order, stored in the
+            header as the JSON list ``label_names`` (see :func:`stored_label_names`).
 
     Returns:
         The target path.
@@ -732,6 +794,11 @@ def save_safetensors(
                 f"save_safetensors({target}): metadata must map str to str; bad entries "
                 f"for keys {bad_meta!r}."
             )
+    if label_names is not None:
+        names = list(label_names)
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError(f"save_safetensors({target}): label_names must be strings, got {names!r}.")
+        metadata = {**(metadata or {}), LABEL_NAMES_KEY: json.dumps(names)}
     tensors: dict[str, Tensor] = {}
     for key, value in source.items():
         if not isinstance(key, str) or not isinstance(value, Tensor):

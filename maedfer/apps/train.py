@@ -63,9 +63,13 @@ def fold_name(dataset: str, fold: str) -> str:
 
 
 def folds_summary_dir(output_dir: str) -> Path:
-    """Where the fold summary of a run whose ``train.output_dir`` is ``output_dir`` goes: the part before
-    ``{fold}`` (the folder the fold outputs share when ``{fold}`` is a path component)."""
-    return Path(output_dir.split("{fold}")[0] or ".")
+    """Where the fold summary of a run whose ``train.output_dir`` is ``output_dir`` goes: the folder the fold outputs
+    share (``runs/x`` for ``runs/x/{fold}`` and ``runs/x/fold{fold}``; ``output_dir`` itself when it has no ``{fold}``,
+    the folds then going to ``output_dir/fold<i>``)."""
+    if "{fold}" not in output_dir:
+        return Path(output_dir)
+    prefix = output_dir.split("{fold}")[0]
+    return Path(prefix) if not prefix or prefix.endswith(("/", os.sep)) else Path(prefix).parent
 
 
 def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
@@ -77,8 +81,9 @@ def _with_fold(cfg: ExperimentConfig, fold: str) -> ExperimentConfig:
         value = getattr(cfg.data, name)
         if value is not None:
             setattr(cfg.data, name, value.replace("{fold}", fold))
+    placeholder = "{fold}" in cfg.train.output_dir
     cfg.train.output_dir = cfg.train.output_dir.replace("{fold}", fold)
-    if "{fold}" not in cfg.train.output_dir and fold:
+    if not placeholder and fold:
         cfg.train.output_dir = str(Path(cfg.train.output_dir) / f"fold{fold}")
     if cfg.model.checkpoint is not None:
         cfg.model.checkpoint = cfg.model.checkpoint.replace("{fold}", fold)

@@ -16,7 +16,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,24 @@ def _restore_plain_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _rank_and_world_size() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_rng_states() -> list[dict[str, Any]]:
+    """The RNG states of all ranks, in rank order (collective when a process group exists)."""
+    state = _plain_rng_state()
+    _, world_size = _rank_and_world_size()
+    if world_size == 1:
+        return [state]
+    states: list[Any] = [None] * world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
 def find_latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete ``checkpoint-e<epoch>-s<step>[.pth]`` in ``output_dir`` (files are written atomically,
     so every file present is complete; DeepSpeed folders count when they hold ``client_state.pth``)."""
@@ -124,6 +142,8 @@ class Trainer:
         on_step: Optional hook ``on_step(trainer, batch, outputs)`` (rank 0), e.g. reconstruction images.
         writer: Tensorboard ``SummaryWriter`` or ``None``.
         skip_counter: Counts unreadable samples (``maedfer.data.video_datasets.SkipCounter``) or ``None``.
+        label_names: The model's output names in label order, stored in every checkpoint (``label_names``), or
+            ``None`` (pre-training, unnamed outputs).
     """
 
     def __init__(
@@ -143,6 +163,7 @@ class Trainer:
         on_step: Callable[[Trainer, Mapping[str, Any], Mapping[str, Any]], None] | None = None,
         writer: Any = None,
         skip_counter: Any = None,
+        label_names: Sequence[str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.task = task
@@ -158,6 +179,7 @@ class Trainer:
         self.on_step = on_step
         self.writer = writer
         self.skip_counter = skip_counter
+        self.label_names = list(label_names) if label_names is not None else None
         self.state = TrainState()
         self.ema = ModelEma(backend.module, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self._consecutive_nonfinite = 0
@@ -169,6 +191,12 @@ class Trainer:
             "rng": _plain_rng_state(),
             "config": config_to_dict(self.cfg),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "label_names": self.label_names,
+            # Every rank's RNG states (dropout / drop-path draws differ per rank), so that a resumed multi-process
+            # run continues each rank's streams exactly.
+            "rng_ranks": _gather_rng_states(),
+            # The data layout a mid-epoch position depends on (streamed shards), checked on resume.
+            "data": self.train_loader.state_dict() if hasattr(self.train_loader, "state_dict") else None,
         }
 
     def save_checkpoint(self) -> Path:
@@ -198,11 +226,13 @@ class Trainer:
                 old.unlink(missing_ok=True)
 
     def save_final_weights(self) -> Path | None:
-        """``checkpoint-last.pth``: ``{"model": full weights, "config", "epoch"}`` (what fine-tuning loads)."""
+        """``checkpoint-last.pth``: ``{"model": full weights, "config", "epoch", "label_names"}`` (what fine-tuning
+        and evaluation load)."""
         weights = self.backend.consolidated_state_dict()
         if not self.is_main:
             return None
-        payload = {"model": weights, "config": config_to_dict(self.cfg), "epoch": self.state.epoch}
+        payload = {"model": weights, "config": config_to_dict(self.cfg), "epoch": self.state.epoch,
+                   "label_names": self.label_names}
         if self.ema is not None:
             payload["model_ema"] = self.ema.state_dict()
         path = save_checkpoint(payload, self.output_dir / "checkpoint-last.pth")
@@ -215,7 +245,20 @@ class Trainer:
             return False
         client = self.backend.load(Path(source))
         self.state = TrainState(**client["state"])
-        _restore_plain_rng_state(client["rng"])
+        rank_states = client.get("rng_ranks")
+        rank, world_size = _rank_and_world_size()
+        if rank_states and len(rank_states) == world_size:
+            _restore_plain_rng_state(rank_states[rank])
+        else:
+            if world_size > 1:
+                logger.warning("the checkpoint holds no RNG state for each of %d ranks; every rank continues from "
+                               "rank 0's RNG state", world_size)
+            _restore_plain_rng_state(client["rng"])
+        if client.get("data") is not None and hasattr(self.train_loader, "load_state_dict"):
+            self.train_loader.load_state_dict(client["data"])
+        elif self.state.batches_done and hasattr(self.train_loader, "load_state_dict"):
+            raise ValueError(f"{source} stopped mid-epoch without a data position for streamed shards; resume it "
+                             f"with the data settings it was written with")
         if self.ema is not None and client.get("ema") is not None:
             self.ema.load_state_dict(client["ema"])
         logger.info(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
 import numpy as np
@@ -32,10 +32,17 @@ class Evaluation:
     Attributes:
         metrics: ``classification_metrics`` (or ``regression_metrics``) plus ``num_videos``.
         confusion: ``(K, K)`` confusion matrix (rows: true class) for classification, else ``None``.
+        videos: The scored videos (their paths), in scoring order.
+        outputs: ``(N, K)`` per-video outputs in :attr:`videos` order: the mean of the views' softmax probabilities
+            (classification) or of their outputs (regression); ``None`` when not kept.
+        targets: ``(N,)`` true classes or ``(N, K)`` regression targets, in the same order; ``None`` when not kept.
     """
 
     metrics: dict[str, Any]
     confusion: np.ndarray | None
+    videos: list[str] = field(default_factory=list)
+    outputs: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
     def scalars(self) -> dict[str, float]:
         """The numeric entries of :attr:`metrics` as floats."""
@@ -123,10 +130,12 @@ def summarize_views(
         preds = outputs.argmax(1)
         metrics = classification_metrics(preds, targets.astype(int), num_classes, label_names=label_names)
         metrics["num_videos"] = len(names)
-        return Evaluation(metrics, confusion_matrix(preds, targets.astype(int), num_classes))
-    metrics = regression_metrics(outputs.reshape(len(names), -1), targets.reshape(len(names), -1))
+        confusion = confusion_matrix(preds, targets.astype(int), num_classes)
+        return Evaluation(metrics, confusion, names, outputs, targets.astype(int))
+    outputs, targets = outputs.reshape(len(names), -1), targets.reshape(len(names), -1)
+    metrics = regression_metrics(outputs, targets)
     metrics["num_videos"] = len(names)
-    return Evaluation(metrics, None)
+    return Evaluation(metrics, None, names, outputs, targets)
 
 
 def evaluate(

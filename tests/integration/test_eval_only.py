@@ -1,0 +1,173 @@
+"""Evaluate only (``finetune.py --eval --checkpoint``) and label names stored with a model.
+
+One tiny fine-tuning run on a small synthetic world, set up as a custom dataset with its own ``data.label_names``;
+then its checkpoint is scored again by ``--eval`` (from the run's file, its checkpoint folder, its stored config and a
+converted safetensors file, and over two "folds"), and ``predict`` reads the names back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from maedfer.apps.train import main
+from maedfer.checkpoint import read_checkpoint, read_safetensors_metadata, stored_label_names
+from maedfer.synthetic import make_synthetic_world
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "finetune" / "configs" / "demo.yaml"
+
+# The fine-tuning demo at tiny size (as tests/integration/test_train.py shrinks it), from random weights.
+TINY = [
+    "model.name=mae_dfer_base", "model.checkpoint=null", "model.kwargs.img_size=32", "model.kwargs.patch_size=8",
+    "model.kwargs.num_frames=8", "model.kwargs.embed_dim=32", "model.kwargs.depth=2", "model.kwargs.num_heads=2",
+    "model.kwargs.region_size=[2,2,4]", "data.num_frames=8", "data.input_size=32", "data.short_side_size=32",
+    "data.batch_size=4", "data.num_workers=0", "optim.warmup_epochs=0", "train.tensorboard=false",
+    "train.epochs=1", "data.labels_per_class=null",
+]
+# Not the registry's names of the synthetic classes: these can only come from the config.
+NAMES = ["joy", "grief", "calm", "rage", "awe", "disgust", "dread"]
+
+
+def _custom_dataset(world: Path) -> list[str]:
+    """The world's classification split as a dataset the registry does not know, with its own label names."""
+    return [
+        "data.dataset=my_faces", *(f"data.{split}_file={world / 'classification' / f'{split}.csv'}"
+                                   for split in ("train", "val", "test")),
+        f"data.label_names=[{','.join(NAMES)}]",
+    ]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of one finished tiny fine-tuning run (checkpoint-last.pth, a checkpoint folder, metrics)."""
+    base = tmp_path_factory.mktemp("eval_only")
+    world = base / "world"
+    make_synthetic_world(world, num_identities=6, clips_per_class=2, num_frames=16, size=32, preview=False)
+    out = base / "run"
+    main(["--config", str(DEMO), *TINY, *_custom_dataset(world), f"train.output_dir={out}"])
+    return out
+
+
+def _eval(run: Path, out: Path, *args: str) -> dict:
+    return main(["--eval", "--output-dir", str(out), *args])
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "test_metrics.json").read_text())
+
+
+def test_eval_reproduces_the_runs_test_metrics_bit_for_bit(run: Path, tmp_path: Path) -> None:
+    world = run.parent / "world"
+    reference = _metrics(run)
+    assert reference["num_videos"] == 14
+
+    # the YAML and the overrides of the run, as a user re-scoring it would type them
+    result = _eval(run, tmp_path / "yaml", "--config", str(DEMO), "--checkpoint", str(run / "checkpoint-last.pth"),
+                   *TINY, *_custom_dataset(world))
+    assert _metrics(tmp_path / "yaml") == reference  # every value, exactly
+    assert result["test"]["uar"] == reference["uar"]
+    assert (tmp_path / "yaml" / "confusion_matrix.csv").read_text() == (run / "confusion_matrix.csv").read_text()
+    assert (tmp_path / "yaml" / "confusion_matrix.png").stat().st_size > 1000
+    assert not list((tmp_path / "yaml").glob("checkpoint*"))  # nothing trained, nothing saved
+
+    # no --config: the checkpoint's own config; the run's resumable checkpoint folder holds the same weights
+    _eval(run, tmp_path / "stored", "--checkpoint", str(run / "checkpoint-last.pth"))
+    assert _metrics(tmp_path / "stored") == reference
+    folder = next(p for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint-e"))
+    _eval(run, tmp_path / "folder", "--checkpoint", str(folder))
+    assert _metrics(tmp_path / "folder") == reference
+
+
+def test_predictions_csv_names_every_clip(run: Path, tmp_path: Path) -> None:
+    _eval(run, tmp_path, "--checkpoint", str(run / "checkpoint-last.pth"))
+    with (tmp_path / "test_predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    test_csv = run.parent / "world" / "classification" / "test.csv"
+    clips = [line.split()[0] for line in test_csv.read_text().splitlines() if line.strip()]
+    assert sorted(row["video"] for row in rows) == sorted(clips)
+    metrics = _metrics(run)
+    for row in rows:
+        scores = [float(row[f"score_{name}"]) for name in NAMES]
+        assert abs(sum(scores) - 1.0) < 1e-9  # mean of softmax probabilities
+        assert row["prediction_name"] == NAMES[int(row["prediction"])] == NAMES[max(range(7), key=scores.__getitem__)]
+        assert row["label_name"] == NAMES[int(row["label"])]
+    # WAR is the fraction of clips predicted right
+    assert sum(int(row["correct"]) for row in rows) / len(rows) == pytest.approx(metrics["war"], abs=1e-12)
+    # the confusion matrix is labelled with the run's own names
+    assert (tmp_path / "confusion_matrix.csv").read_text().splitlines()[0].split(",")[1:] == NAMES
+
+
+def test_safetensors_and_folds_summary(run: Path, tmp_path: Path) -> None:
+    from maedfer.apps.convert_checkpoint import main as convert
+
+    world = run.parent / "world"
+    converted = tmp_path / "tiny.safetensors"
+    assert convert([str(run / "checkpoint-last.pth"), str(converted)]) == 0
+    assert json.loads(read_safetensors_metadata(converted)["label_names"]) == NAMES
+    # a file without a config: the model comes from --config and the overrides
+    _eval(run, tmp_path / "st", "--config", str(DEMO), "--checkpoint", str(converted), *TINY, *_custom_dataset(world))
+    reference = _metrics(run)
+    assert _metrics(tmp_path / "st") == reference
+
+    # two folds: {fold} in the checkpoint pattern; fold 2 is a model whose weights differ
+    folds = tmp_path / "folds"
+    (folds / "fold1").mkdir(parents=True)
+    shutil.copy(run / "checkpoint-last.pth", folds / "fold1" / "model.pth")
+    payload = read_checkpoint(run / "checkpoint-last.pth")
+    generator = torch.Generator().manual_seed(0)
+    payload["model"]["head.weight"] = 30 * torch.randn(payload["model"]["head.weight"].shape, generator=generator)
+    (folds / "fold2").mkdir()
+    torch.save(payload, folds / "fold2" / "model.pth")
+    results = main(["--eval", "--folds", "1-2", "--checkpoint", str(folds / "fold{fold}" / "model.pth"),
+                    "--output-dir", str(tmp_path / "scores" / "fold{fold}")])
+    assert results["1"]["test"] == reference and _metrics(tmp_path / "scores" / "fold1") == reference
+    second = _metrics(tmp_path / "scores" / "fold2")
+    summary = json.loads((tmp_path / "scores" / "folds_summary.json").read_text())
+    assert summary["folds"] == ["1", "2"]
+    assert summary["per_fold"][0]["uar"] == reference["uar"] and summary["per_fold"][1]["uar"] == second["uar"]
+    mean, std = summary["summary"]["uar"]
+    assert mean == pytest.approx((reference["uar"] + second["uar"]) / 2)
+    assert std == pytest.approx(abs(reference["uar"] - second["uar"]) / 2 ** 0.5)
+    table = (tmp_path / "scores" / "folds_summary.md").read_text()
+    assert "±" in table and table.count("\n") >= 4
+
+
+def test_missing_checkpoint_is_a_clear_error(run: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "checkpoint-last.pth"
+    with pytest.raises(SystemExit) as error:
+        _eval(run, tmp_path / "out", "--checkpoint", str(missing))
+    assert str(missing) in str(error.value.code)
+    # with folds, a missing fold fails before any fold is scored
+    (tmp_path / "f1").mkdir()
+    shutil.copy(run / "checkpoint-last.pth", tmp_path / "f1" / "model.pth")
+    with pytest.raises(SystemExit) as error:
+        main(["--eval", "--folds", "1-2", "--checkpoint", str(tmp_path / "f{fold}" / "model.pth"),
+              "--output-dir", str(tmp_path / "scores")])
+    assert str(tmp_path / "f2" / "model.pth") in str(error.value.code)
+    assert not (tmp_path / "scores").exists()
+
+
+def test_labels_travel_with_the_checkpoint_to_predict(run: Path) -> None:
+    from maedfer.apps.inference import load_inference_model
+    from maedfer.apps.predict import predict_video
+
+    payload = read_checkpoint(run / "checkpoint-last.pth")
+    assert payload["label_names"] == NAMES and stored_label_names(payload) == NAMES
+    loaded = load_inference_model(run / "checkpoint-last.pth")
+    assert loaded.label_names == NAMES
+    clip = next((run.parent / "world" / "videos").glob("*.mp4"))
+    prediction = predict_video(loaded, clip, detect_faces=False)
+    assert prediction.label_names == NAMES and prediction.mean().label in NAMES
+
+
+def test_label_names_must_fit_the_model(tmp_path: Path) -> None:
+    from maedfer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.label_names has 2 names .* 7 classes"):
+        main(["--config", str(DEMO), *TINY, "data.label_names=[a,b]", f"train.output_dir={tmp_path}"])

@@ -532,7 +532,7 @@ def download_card_weights(
         target = home / "cards" / card.id / f"{card.id}.safetensors"
         state_dict, _ = extract_state_dict(read_checkpoint(raw), source=str(raw))
         metadata = {"source": url, "source_sha256": raw_sha256, "format": "maedfer", "card_id": card.id}
-        save_safetensors(state_dict, target, metadata=metadata)
+        save_safetensors(state_dict, target, metadata=metadata, label_names=card.label_names or None)
         logger.info("converted %s (%d tensors) to %s", raw, len(state_dict), target)
         if not keep_original and raw.parent.is_relative_to(home / "downloads"):
             raw.unlink()
@@ -829,7 +829,7 @@ def save_pretrained(
     }
     out = Path(os.fspath(folder))
     out.mkdir(parents=True, exist_ok=True)
-    save_safetensors(model, out / WEIGHTS_FILE, metadata={"format": "pt", "model_name": name})
+    save_safetensors(model, out / WEIGHTS_FILE, metadata={"format": "pt", "model_name": name}, label_names=names)
     atomic_write_text(out / CONFIG_FILE, json.dumps(_json_ready(config), indent=2) + "\n")
     if metrics is None and card is not None:
         metrics = card.metrics

@@ -91,6 +91,9 @@ setup(
         "deepspeed": ["deepspeed>=0.14"],
         # fvcore's per-module FLOP table, cross-checked against torch's FlopCounterMode.
         "profile": ["fvcore>=0.1.5.post20221221"],
+        # Weights by name (maedfer.hub): Hugging Face Hub repositories, and the Google Drive links of the releases.
+        "hub": ["huggingface_hub>=0.20"],
+        "gdrive": ["gdown>=4.7"],
         "dev": [
             "pytest>=7.4",
             "fvcore>=0.1.5.post20221221",

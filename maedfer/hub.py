@@ -46,6 +46,7 @@ __all__ = [
     "README_FILE",
     "WEIGHTS_FILE",
     "cache_home",
+    "card_id_of",
     "create_model",
     "download_card_weights",
     "download_hub_file",
@@ -558,6 +559,14 @@ def _restore_scheme(spec: str) -> str:
         if spec.startswith(scheme + "/") and not spec.startswith(scheme + "//"):
             return scheme + "//" + spec[len(scheme) + 1:]
     return spec
+
+
+def card_id_of(spec: str | os.PathLike[str], cards_folder: str | os.PathLike[str] | None = None) -> str | None:
+    """``spec`` if it names a model card (and no local file), else ``None``."""
+    text = os.fspath(spec)
+    if Path(text).expanduser().exists() or not re.fullmatch(r"[a-z0-9][a-z0-9_]*", text):
+        return None
+    return text if text in _card_ids(cards_folder) else None
 
 
 def resolve_checkpoint(

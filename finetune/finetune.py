@@ -7,15 +7,13 @@
 
 Extra arguments are dotted config overrides. ``--folds 1-5`` runs the folds one after another (``{fold}`` in the
 config's paths) and writes ``folds_summary.md`` / ``.json`` (mean +- std) next to the fold outputs. Without
-``--config`` the demo configuration ``finetune/configs/demo.yaml`` is used.
+``--config`` the demo configuration ``finetune/configs/demo.yaml`` is used; ``--config`` also takes the name of a file
+there (``--config dfew_mae_dfer``). Installed, the same command is ``maedfer finetune``.
 """
 
 import sys
-from pathlib import Path
 
-from maedfer.apps.train import main
-
-DEMO = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+from maedfer.apps.train import finetune_main
 
 if __name__ == "__main__":
-    main(sys.argv[1:], default_config=DEMO)
+    finetune_main(sys.argv[1:])

@@ -155,8 +155,9 @@ def _usage() -> str:
         "  -h, --help     show this message and exit",
         "  --version      print maedfer's version and exit",
         "",
-        "Configs and model cards are found by name: maedfer pretrain --config mae_dfer_voxceleb2,",
-        "maedfer finetune --config dfew_mae_dfer --folds 1-5. Multi-GPU: torchrun --nproc_per_node=8 -m maedfer pretrain",
+        "Configs are found by name: maedfer pretrain --config mae_dfer_voxceleb2,",
+        "maedfer finetune --config dfew_mae_dfer --folds 1-5.",
+        "Several GPUs: torchrun --nproc_per_node=8 -m maedfer pretrain --config mae_dfer_voxceleb2",
     ]
     return "\n".join(lines)
 

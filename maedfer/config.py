@@ -420,14 +420,20 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Load a YAML experiment file (or the defaults when ``path`` is None) and apply dotted overrides.
 
+    ``path`` may also be the bare name of a shipped config (``mae_dfer_voxceleb2``, ``dfew_mae_dfer.yaml``) when no
+    such file exists: :func:`maedfer.resources.resolve_config` finds it in the checkout or the installed package.
+
     Raises:
         ConfigError: For a missing/invalid file, unknown keys or wrong types (the message names the file).
     """
     data: dict[str, Any] = {}
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file {file} does not exist")
+        from .resources import ResourceNotFoundError, resolve_config
+
+        try:
+            file = resolve_config(path)
+        except ResourceNotFoundError as err:
+            raise ConfigError(str(err)) from None
         try:
             loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:

@@ -22,6 +22,7 @@ __all__ = [
     "configs_folder",
     "is_config_name",
     "list_configs",
+    "resolve_config",
 ]
 
 #: The two families of experiment configs: pre-training and fine-tuning.
@@ -119,4 +120,26 @@ def config_path(name: str, kind: str | None = None) -> Path:
     close = difflib.get_close_matches(stem, available, n=4, cutoff=0.5)
     which = " or ".join(kinds)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; the {which} configs are {', '.join(available)}"
-    raise ResourceNotFoundError(f"no {which} config named {name!r} (and no such file){hint}")
+    raise ResourceNotFoundError(f"no {which} config named {name!r}{hint}")
+
+
+def resolve_config(value: str | os.PathLike[str], kind: str | None = None) -> Path:
+    """What ``--config VALUE`` means: an existing file as given, else the shipped config of that name.
+
+    Args:
+        value: A path to a YAML file, or a bare config name (``demo``, ``dfew_mae_dfer``).
+        kind: ``pretrain`` or ``finetune`` for a bare name (the launcher's own configs); None searches both.
+
+    Raises:
+        ResourceNotFoundError: If ``value`` is neither an existing file nor a shipped config name.
+    """
+    path = Path(os.fspath(value))
+    if path.is_file():
+        return path
+    if not is_config_name(value):
+        raise ResourceNotFoundError(f"config file {path} does not exist")
+    try:
+        return config_path(os.fspath(value), kind)
+    except ResourceNotFoundError as err:
+        raise ResourceNotFoundError(f"config file {path} does not exist, and it is not a shipped config name: "
+                                    f"{err}") from None

@@ -7,15 +7,13 @@
         pretrain/pretrain.py --config pretrain/configs/hicmae_voxceleb2.yaml train.backend=deepspeed
 
 Extra arguments are dotted config overrides (``train.epochs=3 data.batch_size=16``). Without ``--config`` the demo
-configuration ``pretrain/configs/demo.yaml`` is used.
+configuration ``pretrain/configs/demo.yaml`` is used; ``--config`` also takes the name of a file there
+(``--config mae_dfer_voxceleb2``). Installed, the same command is ``maedfer pretrain``.
 """
 
 import sys
-from pathlib import Path
 
-from maedfer.apps.train import main
-
-DEMO = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+from maedfer.apps.train import pretrain_main
 
 if __name__ == "__main__":
-    main(sys.argv[1:], default_config=DEMO)
+    pretrain_main(sys.argv[1:])

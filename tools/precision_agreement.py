@@ -1,83 +1,10 @@
 #!/usr/bin/env python
 """How much reduced precision changes a fine-tuned model's answers: fp32 against maedfer's bf16 path on a test split.
 
-    python tools/precision_agreement.py runs/demo_finetune/checkpoint-last.pth            # the demo model, CPU
-    python tools/precision_agreement.py CKPT --compile --json agreement.json
-
-The checkpoint's stored training config names the test split. Every test view is run through the model in fp32 and
-through :func:`maedfer.compile.optimize_for_inference` in bf16 (weights cast once, bf16 autocast; ``--compile`` also
-compiles it); the tool prints the largest softmax difference over all views and classes, and the share of views and
-of videos (views averaged, as the evaluation does) whose top-1 class is the same.
+Same as ``maedfer precision-agreement``; the code is :mod:`maedfer.apps.precision_agreement`.
 """
 
-from __future__ import annotations
-
-import os
-import sys
-
-# tools/profile.py would shadow the standard library's `profile`, which torch.compile imports: keep tools/ off the path.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-from maedfer.apps.inference import load_inference_model  # noqa: E402
-from maedfer.compile import optimize_for_inference  # noqa: E402
-from maedfer.data.build import build_data  # noqa: E402
-from maedfer.engine.backends import autocast_context  # noqa: E402
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="a maedfer fine-tuning checkpoint (with its training config)")
-    parser.add_argument("--compile", action="store_true", help="compile the bf16 model (inductor, frozen weights)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    loaded = load_inference_model(args.checkpoint, device="cpu")
-    if loaded.config is None or loaded.task != "classification":
-        parser.error(f"{args.checkpoint}: needs a classification checkpoint written by maedfer's trainer")
-    data = build_data(loaded.config, loaded.model)
-    if data.test_loader is None:
-        parser.error(f"{args.checkpoint}: its config has no test split")
-    fp32 = loaded.model.eval()
-    bf16 = optimize_for_inference(copy.deepcopy(fp32), "bf16", compile=args.compile)
-    device = torch.device("cpu")
-    probs: dict[str, list[torch.Tensor]] = {"fp32": [], "bf16": []}
-    videos: list[str] = []
-    with torch.inference_mode():
-        for batch in data.test_loader:
-            inputs = [batch[key] for key in ("video", "audio") if key in batch and torch.is_tensor(batch[key])]
-            probs["fp32"].append(fp32(*inputs).float().softmax(-1))
-            with autocast_context(device, "bf16"):
-                probs["bf16"].append(bf16(*inputs).float().softmax(-1))
-            videos.extend(batch["path"])  # the video each view was cut from
-    full, half = torch.cat(probs["fp32"]), torch.cat(probs["bf16"])
-    rows: dict[str, list[int]] = {}
-    for row, video in enumerate(videos):
-        rows.setdefault(video, []).append(row)
-    per_video = [(full[r].mean(0), half[r].mean(0)) for r in rows.values()]
-    result = {
-        "checkpoint": str(args.checkpoint),
-        "views": len(full),
-        "videos": len(per_video),
-        "max_softmax_difference": float((full - half).abs().max()),
-        "top1_agreement_views": float((full.argmax(-1) == half.argmax(-1)).float().mean()),
-        "top1_agreement_videos": sum(int(a.argmax() == b.argmax()) for a, b in per_video) / len(per_video),
-        "compiled": args.compile,
-    }
-    for key, value in result.items():
-        print(f"{key}: {value}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
-
+from maedfer.apps.precision_agreement import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

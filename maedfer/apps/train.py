@@ -147,8 +147,10 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
     from ..registry import OFFICIAL_BEHAVIOUR, create_model, model_entry
 
     checkpoint: Any = cfg.model.checkpoint
-    if checkpoint is not None and not Path(checkpoint).exists():
-        raise FileNotFoundError(f"model.checkpoint {checkpoint} does not exist")
+    if checkpoint is not None:  # a file, or a card id / hf://owner/repo/file / https link (downloaded once, cached)
+        from ..hub import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(checkpoint)
     if cfg.model.name is None:  # assembled from its sections (maedfer.models.assemble)
         model = model_from_config(cfg.model)
         if checkpoint is not None:
@@ -529,14 +531,26 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, default_config: str | Path | None = None) -> dict[str, Any]:
+def main(
+    argv: Sequence[str] | None = None, *, default_config: str | Path | None = None, config_kind: str | None = None
+) -> dict[str, Any]:
     """Parse arguments, run one configuration or every fold, and return the results (also written to disk).
 
     Args:
         argv: Command-line arguments (``sys.argv[1:]`` when None).
         default_config: YAML file used when ``--config`` is not given (the launchers pass their demo config).
+        config_kind: ``pretrain`` or ``finetune``: a bare ``--config NAME`` is that kind's shipped config
+            (:func:`maedfer.resources.resolve_config`; ``demo`` exists for both).
     """
     args = build_parser().parse_intermixed_args(argv)
+    if args.config is not None and config_kind is not None:
+        from ..config import ConfigError
+        from ..resources import ResourceNotFoundError, resolve_config
+
+        try:
+            args.config = str(resolve_config(args.config, config_kind))
+        except ResourceNotFoundError as err:
+            raise ConfigError(str(err)) from None
     from .launchers import launcher_overrides
 
     overrides = [*launcher_overrides(args), *args.overrides]
@@ -568,3 +582,17 @@ def _evaluate_only(args: argparse.Namespace, overrides: Sequence[str], default_c
         from .inference import error_message
 
         raise SystemExit(f"{Path(sys.argv[0]).name}: error: {error_message(error)}") from error
+
+
+def pretrain_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``maedfer pretrain`` / ``pretrain/pretrain.py``: :func:`main` with the pre-training configs (default: demo)."""
+    from ..resources import config_path
+
+    return main(argv, default_config=config_path("demo", "pretrain"), config_kind="pretrain")
+
+
+def finetune_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``maedfer finetune`` / ``finetune/finetune.py``: :func:`main` with the fine-tuning configs (default: demo)."""
+    from ..resources import config_path
+
+    return main(argv, default_config=config_path("demo", "finetune"), config_kind="finetune")

@@ -3,7 +3,7 @@ the full run on a GPU (``pytest -m gpu``)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import subprocess
@@ -28,11 +28,8 @@ EXPECTED = (
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_check_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The application behind tools/gpu_check.py (the script itself is a thin wrapper, run below as a subprocess)."""
+    return importlib.import_module("maedfer.apps.gpu_check")
 
 
 def _by_name(report: dict) -> dict[str, dict]:

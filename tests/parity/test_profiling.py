@@ -102,8 +102,8 @@ def test_profile_report_views_and_mode_check() -> None:
 def test_cli_json(tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "profile.py"), "--compare", "mae_dfer_base", "hicmae_base", "--tiny",
-         "--warmup", "0", "--repeats", "1", "--views", "4", "--json", str(out)],
+        [sys.executable, str(ROOT / "tools" / "profile_model.py"), "--compare", "mae_dfer_base", "hicmae_base",
+         "--tiny", "--warmup", "0", "--repeats", "1", "--views", "4", "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -119,7 +119,8 @@ def test_cli_json(tmp_path: Path) -> None:
 def test_cli_paper_configs_labels(tmp_path: Path) -> None:
     out = tmp_path / "paper.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "profile.py"), "--paper-configs", "--tiny", "--no-speed", "--json", str(out)],
+        [sys.executable, str(ROOT / "tools" / "profile_model.py"), "--paper-configs", "--tiny", "--no-speed",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ import torch
 
 from maedfer.apps.train import main
 from maedfer.checkpoint import read_checkpoint, read_safetensors_metadata, stored_label_names
+from maedfer.engine.distributed import free_port
 from maedfer.synthetic import make_synthetic_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +88,19 @@ def test_eval_reproduces_the_runs_test_metrics_bit_for_bit(run: Path, tmp_path: 
     assert _metrics(tmp_path / "folder") == reference
 
 
+def test_torchrun_two_processes(run: Path, tmp_path: Path) -> None:
+    """Distributed evaluation: each rank scores half the views, rank 0 writes the gathered (de-duplicated) result."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+               str(ROOT / "finetune" / "finetune.py"), "--eval", "--checkpoint", str(run / "checkpoint-last.pth"),
+               "--output-dir", str(tmp_path)]
+    proc = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _metrics(tmp_path) == _metrics(run)
+    assert (tmp_path / "test_predictions.csv").read_text().count("\n") == 1 + 14
+    assert "2 process(es)" in (tmp_path / "log.txt").read_text()
+
+
 def test_predictions_csv_names_every_clip(run: Path, tmp_path: Path) -> None:
     _eval(run, tmp_path, "--checkpoint", str(run / "checkpoint-last.pth"))
     with (tmp_path / "test_predictions.csv").open() as handle:
@@ -115,7 +132,7 @@ def test_safetensors_and_folds_summary(run: Path, tmp_path: Path) -> None:
     reference = _metrics(run)
     assert _metrics(tmp_path / "st") == reference
 
-    # two folds: {fold} in the checkpoint pattern; fold 2 is a model whose weights differ
+    # two folds: {fold} in the checkpoint pattern; fold 2 is a model whose head differs
     folds = tmp_path / "folds"
     (folds / "fold1").mkdir(parents=True)
     shutil.copy(run / "checkpoint-last.pth", folds / "fold1" / "model.pth")
@@ -128,6 +145,9 @@ def test_safetensors_and_folds_summary(run: Path, tmp_path: Path) -> None:
                     "--output-dir", str(tmp_path / "scores" / "fold{fold}")])
     assert results["1"]["test"] == reference and _metrics(tmp_path / "scores" / "fold1") == reference
     second = _metrics(tmp_path / "scores" / "fold2")
+    # fold 2 was scored with its own weights (the tiny model's class choices may coincide; its scores do not)
+    predictions = [(tmp_path / "scores" / f"fold{i}" / "test_predictions.csv").read_text() for i in (1, 2)]
+    assert predictions[0] != predictions[1]
     summary = json.loads((tmp_path / "scores" / "folds_summary.json").read_text())
     assert summary["folds"] == ["1", "2"]
     assert summary["per_fold"][0]["uar"] == reference["uar"] and summary["per_fold"][1]["uar"] == second["uar"]

@@ -390,6 +390,7 @@ def download_hub_file(
     cache_dir: str | os.PathLike[str] | None = None,
     offline: bool | None = None,
     force_download: bool = False,
+    warn_unverified: bool = True,
 ) -> Path:
     """Downloads a Hugging Face Hub file through ``huggingface_hub`` (which honours ``HF_ENDPOINT``).
 
@@ -399,6 +400,7 @@ def download_hub_file(
     Args:
         spec: ``hf://owner/repo[@revision]/path`` or a :class:`HubFile`.
         sha256, cache_dir, offline, force_download: As :func:`download_url`.
+        warn_unverified: Warn when no digest was known (off for whole repositories: :func:`from_pretrained`).
 
     Returns:
         The file in huggingface_hub's cache.
@@ -438,7 +440,7 @@ def download_hub_file(
     if known.get("sha256") != actual or known.get("file") != os.fspath(path):
         _record(home, source, sha256=actual, size=path.stat().st_size, file=os.fspath(path),
                 verified=expected is not None)
-        if expected is None:
+        if expected is None and warn_unverified:
             _note_unverified(source, actual, home)
     return path
 
@@ -944,7 +946,9 @@ def _hub_folder(spec: str, revision: str | None, cache_dir: Any, offline: bool |
     revision = revision or at or None
     if not _REPO_ID.match(repo):
         raise FileNotFoundError(2, f"{spec!r} is neither a folder nor a Hub repository id (owner/name)", spec)
-    options = {"cache_dir": cache_dir, "offline": offline, "force_download": force_download}
+    # A repository is trusted as a whole (like transformers' from_pretrained); the digests are still recorded and
+    # checked on later downloads.
+    options = {"cache_dir": cache_dir, "offline": offline, "force_download": force_download, "warn_unverified": False}
     config = download_hub_file(HubFile(repo, CONFIG_FILE, revision), **options)
     download_hub_file(HubFile(repo, WEIGHTS_FILE, revision), **options)
     return config.parent

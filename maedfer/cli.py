@@ -16,7 +16,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMMANDS", "OPTIONAL_EXTRAS", "Command", "finetune_main", "main", "pretrain_main", "resolve_command"]
+from .config import ConfigError
+
+__all__ = [
+    "COMMANDS",
+    "OPTIONAL_EXTRAS",
+    "Command",
+    "CommandUnavailable",
+    "finetune_main",
+    "main",
+    "pretrain_main",
+    "resolve_command",
+]
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ OPTIONAL_EXTRAS: dict[str, str] = {
     "timm": "official",
     "torchvision": "official",
     "gdown": "gdrive",
+    "huggingface_hub": "hub",
     "skimage": "dev",
 }
 
@@ -198,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[0] = f"maedfer {command}"  # argparse names the program after it: "usage: maedfer predict ..."
     try:
         return _exit_code(entry(rest))
+    except ConfigError as error:  # a bad --config / override: the message names the file and key
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as error:
         message = _missing_module_message(command, COMMANDS[command], error)
         if message is None:

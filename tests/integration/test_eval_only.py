@@ -173,9 +173,10 @@ def test_missing_checkpoint_is_a_clear_error(run: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "scores").exists()
 
 
-def test_labels_travel_with_the_checkpoint_to_predict(run: Path) -> None:
+def test_labels_travel_with_the_checkpoint_to_predict_and_features(run: Path, tmp_path: Path) -> None:
+    from maedfer.apps.features import extract_features_to_folder
     from maedfer.apps.inference import load_inference_model
-    from maedfer.apps.predict import predict_video
+    from maedfer.apps.predict import predict_video, write_csv
 
     payload = read_checkpoint(run / "checkpoint-last.pth")
     assert payload["label_names"] == NAMES and stored_label_names(payload) == NAMES
@@ -184,6 +185,16 @@ def test_labels_travel_with_the_checkpoint_to_predict(run: Path) -> None:
     clip = next((run.parent / "world" / "videos").glob("*.mp4"))
     prediction = predict_video(loaded, clip, detect_faces=False)
     assert prediction.label_names == NAMES and prediction.mean().label in NAMES
+    written = write_csv(prediction, tmp_path / "prediction.csv").read_text().splitlines()
+    assert [f"prob_{name}" for name in NAMES] == written[0].split(",")[-7:]
+    assert written[1].split(",")[-9] in NAMES  # each window's top class, by name
+
+    # features written with the model carry its names too (safetensors header and the manifest's settings)
+    extract_features_to_folder(loaded, [clip], tmp_path / "features", format="safetensors", detect_faces=False)
+    (stored,) = (tmp_path / "features").glob("*.safetensors")
+    assert json.loads(read_safetensors_metadata(stored)["label_names"]) == NAMES
+    manifest = (tmp_path / "features" / "manifest.jsonl").read_text().splitlines()
+    assert json.loads(manifest[0])["settings"]["label_names"] == NAMES
 
 
 def test_label_names_must_fit_the_model(tmp_path: Path) -> None:

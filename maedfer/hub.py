@@ -782,7 +782,7 @@ def save_pretrained(
     description: str = "",
     cards_folder: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Writes ``model`` as a folder in the Hugging Face Hub layout, ready for ``huggingface-cli upload``.
+    """Writes ``model`` as a folder in the Hugging Face Hub layout, ready for ``hf upload``.
 
     ``config.json`` holds the registry name and constructor arguments that rebuild the model (plus task, label
     names, input geometry and where the weights came from), ``model.safetensors`` the weights, ``README.md`` a

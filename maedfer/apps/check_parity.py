@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
-    results = run_parity(args.paths, systems)
+    try:
+        results = run_parity(args.paths, systems)
+    except FileNotFoundError as error:  # a path that is neither a fixture file nor a folder
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for result in results:
         print(result.line())
         if args.verbose and result.checked:

@@ -53,6 +53,7 @@ __all__ = [
     "download_url",
     "from_pretrained",
     "is_offline",
+    "pretrained_folder",
     "recorded_hashes",
     "resolve_checkpoint",
     "save_pretrained",
@@ -606,6 +607,8 @@ def resolve_checkpoint(
     text = _restore_scheme(text)
     options = {"cache_dir": cache_dir, "offline": offline, "force_download": force_download}
     if text.startswith(_HF_PREFIX):
+        if text.count("/") == 3:  # hf://owner/repo[@revision]: a repository in the save_pretrained layout
+            return _hub_folder(text, None, **options)
         return download_hub_file(text, sha256=sha256, **options)
     if text.startswith(_URL_SCHEMES):
         return download_url(text, sha256=sha256, **options)
@@ -938,7 +941,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _hub_folder(spec: str, revision: str | None, cache_dir: Any, offline: bool | None,
+def _hub_folder(spec: str, revision: str | None, *, cache_dir: Any, offline: bool | None,
                 force_download: bool) -> Path:
     """The local folder of a Hub repository's ``config.json`` and ``model.safetensors`` (downloaded)."""
     repo = spec[len(_HF_PREFIX):] if spec.startswith(_HF_PREFIX) else spec
@@ -952,6 +955,16 @@ def _hub_folder(spec: str, revision: str | None, cache_dir: Any, offline: bool |
     config = download_hub_file(HubFile(repo, CONFIG_FILE, revision), **options)
     download_hub_file(HubFile(repo, WEIGHTS_FILE, revision), **options)
     return config.parent
+
+
+def pretrained_folder(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]] | None:
+    """``(weights file, registry name, constructor arguments)`` of a folder in the :func:`save_pretrained` layout, or
+    ``None`` for anything else."""
+    folder = Path(os.fspath(path))
+    if not (folder.is_dir() and (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()):
+        return None
+    config = _read_config(folder / CONFIG_FILE)
+    return folder / WEIGHTS_FILE, config["model_name"], dict(config.get("model_kwargs") or {})
 
 
 def from_pretrained(
@@ -987,7 +1000,7 @@ def from_pretrained(
     text = _restore_scheme(os.fspath(folder_or_repo))
     folder = Path(text).expanduser()
     if not folder.is_dir():
-        folder = _hub_folder(text, revision, cache_dir, offline, force_download)
+        folder = _hub_folder(text, revision, cache_dir=cache_dir, offline=offline, force_download=force_download)
     for required in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / required).is_file():
             raise FileNotFoundError(2, f"{folder} is not a maedfer model folder: {required} is missing",

@@ -184,7 +184,8 @@ def load_inference_model(
         checkpoint: A maedfer training checkpoint (``.pth`` with ``model`` and ``config``, or a resumable checkpoint
             folder, see :func:`read_model_file`), an official ``.pth`` or a ``.safetensors`` file. Loaded with
             ``weights_only=True``. A model card id, ``hf://owner/repo/file`` or an ``https://`` link is downloaded
-            first (:func:`maedfer.hub.resolve_checkpoint`).
+            first (:func:`maedfer.hub.resolve_checkpoint`); a :func:`maedfer.hub.save_pretrained` folder or
+            ``hf://owner/repo`` gives its model, arguments and labels.
         model_name: Registry name, or the id of a model card in ``models/`` (e.g. ``mae_dfer_mafw_fold1``: the
             card gives the registry model, its constructor arguments, the frame stride and the label names);
             required when the checkpoint has no config, overrides the config's otherwise.
@@ -206,12 +207,16 @@ def load_inference_model(
 
     path = Path(checkpoint)
     if payload is None:
-        from ..hub import card_id_of, resolve_checkpoint
+        from ..hub import card_id_of, pretrained_folder, resolve_checkpoint
 
         # A card id, hf://owner/repo/file or an https link: downloaded (verified, cached) by maedfer.hub; a card id
         # also names the model, its arguments and labels.
         model_name = model_name or card_id_of(checkpoint)
         path = resolve_checkpoint(checkpoint)
+        if (layout := pretrained_folder(path)) is not None:  # a save_pretrained folder (or Hub repository)
+            path, saved_name, saved_kwargs = layout
+            model_name = model_name or saved_name
+            model_kwargs = {**saved_kwargs, **(model_kwargs or {})}
         payload = read_model_file(path)  # read once: the config and the weights come from the same object
     config: ExperimentConfig | None = None
     if isinstance(payload, Mapping) and isinstance(payload.get("config"), Mapping):

@@ -275,6 +275,7 @@ def test_card_weights_download_convert_once_and_reuse(
     with safe_open(str(converted), "pt") as handle:
         assert handle.metadata()["source_sha256"] == sha256(pth)
         assert handle.metadata()["card_id"] == CARD_ID
+        assert json.loads(handle.metadata()["label_names"]) == LABELS
     assert hub.recorded_hashes()[f"card:{CARD_ID}"]["sha256"] == sha256(converted.read_bytes())
 
     again = maedfer.create_model(CARD_ID, pretrained=True, cards_folder=cards, offline=True)
@@ -376,6 +377,22 @@ def test_from_pretrained_downloads_a_hub_repository(
     before = len(server.requests)
     assert_same_weights(maedfer.from_pretrained(f"hf://{HUB_REPO}"), model)
     assert len(server.requests) == before
+
+
+def test_load_inference_model_takes_a_saved_folder_and_a_hub_repository(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maedfer.apps.inference import load_inference_model
+
+    model = tiny_model(5)
+    folder = hub.save_pretrained(model, tmp_path / "export", label_names=LABELS, license="mit")
+    for file in folder.iterdir():
+        server.files[f"{HUB_REPO}/{file.name}"] = file.read_bytes()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    for spec in (folder, f"hf://{HUB_REPO}"):
+        loaded = load_inference_model(spec)  # no model name: config.json names it
+        assert loaded.name == "mae_dfer_base" and loaded.label_names == LABELS
+        assert_same_weights(loaded.model, model)
 
 
 def test_a_malformed_config_names_the_file_and_line(tmp_path: Path) -> None:

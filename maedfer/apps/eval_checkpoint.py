@@ -315,7 +315,7 @@ def run_evaluation(
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """``maedfer``'s evaluate command: :func:`maedfer.apps.train.main` with ``--eval``."""
-    from .train import main as train_main
+    """An evaluate command: ``finetune/finetune.py --eval`` (:func:`maedfer.apps.train.finetune_main`)."""
+    from .train import finetune_main
 
-    return train_main(["--eval", *(argv if argv is not None else sys.argv[1:])])
+    return finetune_main(["--eval", *(argv if argv is not None else sys.argv[1:])])

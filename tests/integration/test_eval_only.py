@@ -7,6 +7,7 @@ converted safetensors file, and over two "folds"), and ``predict`` reads the nam
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -120,7 +121,7 @@ def test_predictions_csv_names_every_clip(run: Path, tmp_path: Path) -> None:
     assert (tmp_path / "confusion_matrix.csv").read_text().splitlines()[0].split(",")[1:] == NAMES
 
 
-def test_safetensors_and_folds_summary(run: Path, tmp_path: Path) -> None:
+def test_safetensors_official_pth_and_folds_summary(run: Path, tmp_path: Path) -> None:
     from maedfer.apps.convert_checkpoint import main as convert
 
     world = run.parent / "world"
@@ -132,16 +133,20 @@ def test_safetensors_and_folds_summary(run: Path, tmp_path: Path) -> None:
     reference = _metrics(run)
     assert _metrics(tmp_path / "st") == reference
 
-    # two folds: {fold} in the checkpoint pattern; fold 2 is a model whose head differs
+    # two folds: {fold} in the checkpoint pattern. Fold 1 is saved as the official scripts save (weights, epoch and
+    # an argparse.Namespace; no config: the model comes from --config), fold 2 is a maedfer checkpoint with another head
     folds = tmp_path / "folds"
     (folds / "fold1").mkdir(parents=True)
-    shutil.copy(run / "checkpoint-last.pth", folds / "fold1" / "model.pth")
     payload = read_checkpoint(run / "checkpoint-last.pth")
+    official = {"model": payload["model"], "epoch": 0, "args": argparse.Namespace(model="vit_tiny", nb_classes=7)}
+    torch.save(official, folds / "fold1" / "model.pth")
     generator = torch.Generator().manual_seed(0)
-    payload["model"]["head.weight"] = 30 * torch.randn(payload["model"]["head.weight"].shape, generator=generator)
+    payload["model"] = {**payload["model"], "head.weight": 30 * torch.randn(payload["model"]["head.weight"].shape,
+                                                                            generator=generator)}
     (folds / "fold2").mkdir()
     torch.save(payload, folds / "fold2" / "model.pth")
-    results = main(["--eval", "--folds", "1-2", "--checkpoint", str(folds / "fold{fold}" / "model.pth"),
+    results = main(["--eval", "--config", str(DEMO), *TINY, *_custom_dataset(world), "--folds", "1-2",
+                    "--checkpoint", str(folds / "fold{fold}" / "model.pth"),
                     "--output-dir", str(tmp_path / "scores" / "fold{fold}")])
     assert results["1"]["test"] == reference and _metrics(tmp_path / "scores" / "fold1") == reference
     second = _metrics(tmp_path / "scores" / "fold2")

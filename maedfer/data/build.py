@@ -68,6 +68,8 @@ class DataBundle:
         test_loader: Test-view loader, or ``None``.
         num_classes: Classes (0 for pre-training / regression).
         audio: Whether items carry audio.
+        train_batches: Training batches per epoch on every rank when the data decides it (``format: shards``);
+            ``None``: ``len(train_dataset)`` split over ranks (the per-file sampler).
     """
 
     train_loader: DataLoader
@@ -77,6 +79,7 @@ class DataBundle:
     test_loader: DataLoader | None
     num_classes: int
     audio: bool
+    train_batches: int | None = None
 
 
 def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin_memory: bool, drop_last: bool,
@@ -175,7 +178,12 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
     task = train.task
     audio = "audio" in input_modalities(model)
     files = {"train": data.train_file, "val": data.val_file, "test": data.test_file}
-    if files["train"] is None:
+    if data.format not in ("files", "shards"):
+        raise ValueError(f"data.format must be 'files' or 'shards', got {data.format!r}")
+    sharded = data.format == "shards"
+    if sharded and not data.shards:
+        raise ValueError("data.format is 'shards' but data.shards is not set (a *-index.json written by make-shards)")
+    if not sharded and files["train"] is None:
         raise ValueError("data.train_file is not set")
     seed = train.seed
     num_classes = 0
@@ -200,7 +208,8 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
         fixed_crop = tuple(tuple(pair) for pair in data.fixed_crop) if data.fixed_crop else None
         from .annotations import read_annotations
 
-        rows = read_annotations(files["train"], kind="pretrain", path_map=data.path_map or None)
+        rows = (_shard_placeholder_rows(audio) if sharded
+                else read_annotations(files["train"], kind="pretrain", path_map=data.path_map or None))
         train_ds: Dataset = PretrainClipDataset(
             rows, num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,
             mask=mask, audio=audio_cfg, fixed_crop=fixed_crop, num_samples=data.num_samples,
@@ -218,7 +227,10 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
             scale=(float(data.crop_scale[0]), float(data.crop_scale[1])),
         )
         common = _clip_dataset_options(cfg, model)
-        train_ds = VideoClipDataset(files["train"], "train", train_transform=transform, pipeline=pipeline, **common)
+        train_source = _shard_placeholder_rows(audio) if sharded else files["train"]
+        train_ds = VideoClipDataset(train_source, "train", train_transform=transform, pipeline=pipeline, **common)
+        if data.labels_per_class is not None and sharded:
+            raise ValueError("data.labels_per_class needs data.format 'files' (shards are read as a stream)")
         if data.labels_per_class is not None:
             if dataset_task != "classification":
                 raise ValueError("data.labels_per_class only applies to classification fine-tuning")
@@ -231,6 +243,9 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
         collate = skip_bad_samples_collate
         if dataset_task == "classification":
             num_classes = int(getattr(model, "num_classes", 0))
+    if sharded:
+        return _sharded_bundle(cfg, train_ds, collate, rank=rank, world_size=world_size, num_classes=num_classes,
+                               audio=audio, val_ds=val_ds, test_ds=test_ds)
     sampler = ResumableDistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                           drop_last=True, with_epoch=data.persistent_workers and data.num_workers > 0)
     train_loader = _loader(train_ds, data.batch_size, sampler=sampler, drop_last=True, collate=collate,
@@ -288,3 +303,39 @@ def build_test_loader(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_
         raise ValueError("data.test_file is not set: nothing to evaluate")
     dataset = VideoClipDataset(cfg.data.test_file, "test", **_clip_dataset_options(cfg, model))
     return _eval_loader(dataset, cfg.data, collate=skip_bad_samples_collate, rank=rank, world_size=world_size)
+
+
+def _shard_placeholder_rows(audio: bool) -> list[Any]:
+    """One stand-in row for a per-file dataset that decodes shard clips (its rows are replaced clip by clip)."""
+    from .annotations import AnnotationRow
+
+    return [AnnotationRow(path="<shard clip>", label=0, audio_path="<shard audio>" if audio else None)]
+
+
+def _sharded_bundle(cfg: Any, decoder: Dataset, collate, *, rank: int, world_size: int, num_classes: int,
+                    audio: bool, val_ds: Dataset | None, test_ds: Dataset | None) -> DataBundle:
+    """The data of a ``data.format: shards`` run: a :class:`~maedfer.data.shards.ShardLoader` over the shards,
+    decoding with ``decoder``; evaluation sets stay per-file."""
+    from .shards import ShardClipDataset, ShardLoader, resolve_shards, shard_steps_per_epoch
+
+    data = cfg.data
+    shards, index = resolve_shards(data.shards)
+    if audio and not index.get("has_audio", False):
+        raise ValueError(f"the model takes audio but the shards of {data.shards} hold none (make-shards --with-audio)")
+    dataset = ShardClipDataset(shards, decoder, rank=rank, world_size=world_size, seed=cfg.train.seed,
+                               shuffle_buffer=data.shard_shuffle_buffer, verify=data.shard_verify)
+    batches = shard_steps_per_epoch(dataset.counts, world_size=world_size, num_workers=data.num_workers,
+                                    batch_size=data.batch_size, seed=cfg.train.seed, epochs=cfg.train.epochs)
+    if data.persistent_workers:
+        logger.info("data.persistent_workers is ignored with shards (every epoch starts its streams anew)")
+    loader = ShardLoader(dataset, batch_size=data.batch_size, collate=collate, num_workers=data.num_workers,
+                         batches_per_epoch=batches, pin_memory=data.pin_memory, prefetch_factor=data.prefetch_factor)
+    logger.info("%d shards, %d clips; %d batches of %d per rank per epoch (%d rank(s) x %d stream(s))", len(shards),
+                len(dataset), batches, data.batch_size, world_size, max(data.num_workers, 1))
+
+    def eval_loader(ds: Dataset | None) -> DataLoader | None:
+        return None if ds is None else _eval_loader(ds, data, collate=collate, rank=rank, world_size=world_size)
+
+    return DataBundle(train_loader=loader, train_sampler=loader, train_dataset=dataset,  # type: ignore[arg-type]
+                      val_loader=eval_loader(val_ds), test_loader=eval_loader(test_ds), num_classes=num_classes,
+                      audio=audio, train_batches=batches)

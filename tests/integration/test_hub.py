@@ -429,3 +429,18 @@ def test_load_inference_model_takes_a_link(server: FileServer, tmp_path: Path) -
         loaded = load_inference_model(spec, model_name="mae_dfer_base", model_kwargs={**TINY, "num_classes": 7})
     assert_same_weights(loaded.model, reference)
     assert server.count("w.safetensors") == 1
+
+
+def test_a_training_config_starts_from_a_card_by_id(tls_server: FileServer, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from maedfer.apps.train import build_model
+    from maedfer.config import config_from_dict
+
+    reference = tiny_model(6)
+    pth = official_pth(reference, tmp_path / "checkpoint.pth")
+    tls_server.files["checkpoint.pth"] = pth
+    cards = write_card(tmp_path / "cards", f"{tls_server.url}/checkpoint.pth", digest=sha256(pth))
+    monkeypatch.setattr("maedfer.cards.CARDS_FOLDER", cards)  # the zoo this config looks its card up in
+    kwargs = {**TINY, "num_classes": 7}
+    cfg = config_from_dict({"model": {"name": "mae_dfer_base", "kwargs": kwargs, "checkpoint": CARD_ID}})
+    assert_same_weights(build_model(cfg), reference)

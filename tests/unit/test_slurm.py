@@ -5,8 +5,12 @@ Expected values are written out by hand from SLURM's documented host-list syntax
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from maedfer.config import load_config
 from maedfer.engine.slurm import MASTER_PORT_BASE, adopt_slurm_env, expand_nodelist, slurm_launch_env
 
 
@@ -104,3 +108,18 @@ def test_adopt_writes_the_variables_into_the_environment() -> None:
     before = dict(environ)
     assert adopt_slurm_env(environ) is None  # now RANK is set: nothing changes
     assert environ == before
+
+
+SBATCH = Path(__file__).resolve().parents[2] / "pretrain" / "slurm" / "mae_dfer_voxceleb2.sbatch"
+
+
+def test_the_documented_sbatch_script_is_valid_and_its_overrides_load() -> None:
+    """The README's 2 x 8 GPU recipe: valid bash, 2 nodes x 8 tasks, and its config + overrides load (total 160)."""
+    assert subprocess.run(["bash", "-n", str(SBATCH)], capture_output=True).returncode == 0
+    text = SBATCH.read_text()
+    assert "#SBATCH --nodes=2" in text and "#SBATCH --ntasks-per-node=8" in text and "#SBATCH --gpus-per-node=8" in text
+    script = f'eval "$(sed -n "/^CONFIG=/p; /^OVERRIDES=(/,/^)/p" {SBATCH})"; echo "$CONFIG"; printf "%s\\n" "${{OVERRIDES[@]}}"'
+    lines = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    config, overrides = lines[0], lines[1:]
+    cfg = load_config(SBATCH.parents[2] / config, overrides)
+    assert cfg.data.batch_size * 16 == 160  # the official total batch of the MAE-DFER VoxCeleb2 recipe

@@ -256,6 +256,10 @@ def load_inference_model(
                 kwargs.setdefault(key, value)
         width = bool(card is not None and card.width_from_checkpoint)
         model = create_model(name, checkpoint=payload if width else None, width_from_checkpoint=width, **kwargs)
+    if config is not None and config.train.linear_probe and kind == "finetune" and model_name is None:
+        from ..tasks.linear_probe import LinearProbe
+
+        model = LinearProbe(model)  # a linear-probe run saves the frozen model with its probe head (head.norm, head.fc)
     report = load_checkpoint(model, payload, source=str(path))
     head_missing = [key for key in report.missing_keys if key.split(".")[0] == "head"]
     if kind == "finetune" and head_missing:

@@ -89,6 +89,15 @@ def test_eval_reproduces_the_runs_test_metrics_bit_for_bit(run: Path, tmp_path: 
     assert _metrics(tmp_path / "folder") == reference
 
 
+def test_eval_of_a_linear_probe_run(run: Path, tmp_path: Path) -> None:
+    """A linear-probe run's checkpoint (frozen model + BatchNorm / linear probe head) is scored as the run scored it."""
+    probe = tmp_path / "probe"
+    main(["--config", str(DEMO), *TINY, *_custom_dataset(run.parent / "world"), "train.linear_probe=true",
+          f"train.output_dir={probe}"])
+    _eval(run, tmp_path / "eval", "--checkpoint", str(probe / "checkpoint-last.pth"))
+    assert _metrics(tmp_path / "eval") == _metrics(probe)
+
+
 def test_torchrun_two_processes(run: Path, tmp_path: Path) -> None:
     """Distributed evaluation: each rank scores half the views, rank 0 writes the gathered (de-duplicated) result."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",

@@ -728,6 +728,8 @@ def create_model(
         weights = download_card_weights(card, cards_folder=cards_folder, **options)
     elif pretrained:
         weights = resolve_checkpoint(pretrained, cards_folder=cards_folder, **options)
+        if (layout := pretrained_folder(weights)) is not None:  # a save_pretrained folder: its weights file
+            weights = layout[0]
     if card is not None:
         kwargs = {**card.model_kwargs, **overrides}
         model_name, width = card.model, card.width_from_checkpoint and (weights is not None or checkpoint is not None)
@@ -793,11 +795,8 @@ def _json_ready(value: Any) -> Any:
     raise TypeError(f"{value!r} ({type(value).__name__}) cannot be stored in {CONFIG_FILE}")
 
 
-def _model_facts(model: nn.Module) -> tuple[str, dict[str, Any]]:
+def _model_facts(inner: nn.Module) -> tuple[str, dict[str, Any]]:
     """``(registry name, constructor arguments)`` recorded on a model by :func:`maedfer.create_model`."""
-    from .models.wrappers import unwrap_model
-
-    inner = unwrap_model(model)
     name = getattr(inner, "model_name", None)
     if not isinstance(name, str):
         raise ValueError("save_pretrained needs the registry name of the model: build it with maedfer.create_model, "
@@ -848,7 +847,9 @@ def save_pretrained(
         The folder.
     """
     from .checkpoint import save_safetensors
+    from .models.wrappers import unwrap_model
 
+    model = unwrap_model(model)  # DDP / DeepSpeed / torch.compile wrappers: the weights under their own names
     name, kwargs = _model_facts(model) if model_name is None else (model_name, {})
     kwargs.update(model_kwargs or {})
     entry = model_entry(name)
@@ -953,7 +954,7 @@ def _hub_readme(
     labels = config.get("label_names")
     lines += [
         "## Use", "", "```python", "import maedfer", "",
-        "model = maedfer.from_pretrained(\"<this folder or owner/repo>\").eval()", "```", "",
+        "model = maedfer.from_pretrained(\"<this folder or owner/repo>\")  # eval mode", "```", "",
         f"Registry model `{name}` with `{json.dumps(config['model_kwargs'])}`"
         + (f"; outputs in this order: {', '.join(labels)}." if labels else "."),
         "",

@@ -374,8 +374,10 @@ def test_from_pretrained_downloads_a_hub_repository(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = tiny_model(3)
-    folder = hub.save_pretrained(model, tmp_path / "export", label_names=LABELS, license="mit", datasets=["DFEW"],
-                                 metrics={"UAR": 50.0, "WAR": 60.0})
+    folder = hub.save_pretrained(torch.compile(model), tmp_path / "export", label_names=LABELS, license="mit",
+                                 datasets=["DFEW"], metrics={"UAR": 50.0, "WAR": 60.0})
+    with safe_open(str(folder / "model.safetensors"), "pt") as handle:
+        assert set(handle.keys()) == set(model.state_dict())  # the wrapper's _orig_mod. prefix is not saved
     for file in folder.iterdir():
         server.files[f"{HUB_REPO}/{file.name}"] = file.read_bytes()
     monkeypatch.setenv("HF_ENDPOINT", server.url)

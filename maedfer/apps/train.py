@@ -357,7 +357,9 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
             task.model.train()
             return scores
 
-    on_step = _reconstruction_logger(cfg, model) if (pretraining and writer is not None) else None
+    # Rank 0 alone runs the model for the pictures; ZeRO-3 would wait for the other ranks to gather the weights.
+    zero3 = backend_name == "deepspeed" and cfg.train.zero_stage == 3
+    on_step = _reconstruction_logger(cfg, model) if (pretraining and writer is not None and not zero3) else None
     trainer = Trainer(
         cfg,
         task=task,

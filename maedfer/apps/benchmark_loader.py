@@ -64,6 +64,10 @@ def import_official(root: Path, repo: str, module: str) -> ModuleType:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             spec.loader.exec_module(loaded)
+    except ModuleNotFoundError as error:
+        from .benchmark_official import official_dependency_message
+
+        raise SystemExit(official_dependency_message(error, path)) from None
     finally:
         sys.path.remove(str(folder))
         for name in set(sys.modules) - before:

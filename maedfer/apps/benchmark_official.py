@@ -84,6 +84,13 @@ PRETRAIN = {
 }
 
 
+def official_dependency_message(error: ModuleNotFoundError, path: Path) -> str:
+    """The one-line error for an official module whose import failed on a package this environment lacks."""
+    missing = (error.name or "").split(".")[0]
+    hint = ' (pip install "maedfer[official]")' if missing in ("timm", "torchvision") else ""
+    return f"error: the official code {path} imports {error.name!r}, which is not installed{hint}"
+
+
 def import_official(root: Path, spec: OfficialModel) -> Callable[..., torch.nn.Module]:
     """The official model function, imported from ``root/<repo>/<module>.py`` under a private module name."""
     folder = root / spec.repo
@@ -104,6 +111,9 @@ def import_official(root: Path, spec: OfficialModel) -> Callable[..., torch.nn.M
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 module_spec.loader.exec_module(module)
+        except ModuleNotFoundError as error:
+            sys.modules.pop(key, None)
+            raise SystemExit(official_dependency_message(error, path)) from None
         finally:
             sys.path.remove(str(folder))
             for name in siblings:

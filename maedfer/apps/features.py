@@ -202,6 +202,7 @@ def _encode_audio_visual(
             out = found.output
             for index, layer in zip(found.indices, found.tokens):
                 features[f"{name}_layer_{index}"] = layer
+        out.tokens, out.positions = raster_order(out.tokens, out.positions)  # an LGI-Former tower is region-major
         outputs[name] = out
         if level == "tokens":
             features[f"{name}_tokens"] = out.tokens

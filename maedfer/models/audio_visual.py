@@ -169,7 +169,8 @@ class AudioVisualMaskedAutoencoder(nn.Module):
     """HiCMAE pre-training model.
 
     Args:
-        encoder: Video encoder (:class:`~maedfer.models.VideoViT`, ``global_pool=""``).
+        encoder: Video encoder, ``global_pool=""``: :class:`~maedfer.models.VideoViT` as released, or any token
+            encoder (LGI-Former, TPSBT); its patch tokens feed fusion, skips and taps (:func:`rows_on_output_grid`).
         encoder_audio: Audio encoder (:class:`AudioViT`, ``global_pool=""``).
         fusion: :class:`CrossModalFusion` over the visible tokens.
         decoder_embed_dim, decoder_num_heads: Video decoder size.
@@ -322,7 +323,8 @@ class AudioVisualClassifier(nn.Module):
     without a fusion encoder (``fusion_depth=0``) ``features = fc_norm(cat[video_feature, audio_feature])``.
 
     Args:
-        encoder: Video encoder (``global_pool=""``), or ``None`` for audio-only.
+        encoder: Video encoder (``global_pool=""``; any token encoder, its patch tokens are read), or ``None`` for
+            audio-only.
         encoder_audio: Audio encoder (``global_pool=""``), or ``None`` for video-only.
         fusion: :class:`CrossModalFusion` (audio-visual only; ``None`` for the no-fusion ablation).
         num_classes: Outputs K (classes, or regression targets).

@@ -381,7 +381,12 @@ def download_url(
         _check_digest(url, actual, expected, recorded_only, home)
         result["sha256"] = actual
 
-    atomic_write(target, write)
+    try:
+        atomic_write(target, write)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            target.parent.rmdir()  # the source's folder, if this download was its only content
+        raise
     actual = result["sha256"]
     _record(home, url, sha256=actual, size=target.stat().st_size, file=target.relative_to(home).as_posix(),
             verified=expected is not None)
@@ -577,6 +582,8 @@ def download_card_weights(
         logger.info("converted %s (%d tensors) to %s", raw, len(state_dict), target)
         if not keep_original and raw.parent.is_relative_to(home / "downloads"):
             raw.unlink()
+            with contextlib.suppress(OSError):
+                raw.parent.rmdir()
     _record(home, source, sha256=sha256_file(target), size=target.stat().st_size,
             file=target.relative_to(home).as_posix() if target.is_relative_to(home) else os.fspath(target),
             source_url=url, source_sha256=raw_sha256, verified=bool(raw_digest.get("verified")))

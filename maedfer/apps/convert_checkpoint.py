@@ -29,7 +29,6 @@ on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import shlex
 import sys
@@ -48,6 +47,7 @@ from maedfer.checkpoint import (
     save_safetensors,
     stored_label_names,
 )
+from maedfer.hub import HubError
 from maedfer.apps.model_cards import (
     CARDS_FOLDER,
     ModelCard,
@@ -57,16 +57,14 @@ from maedfer.apps.model_cards import (
     read_model_card,
 )
 
-EXPECTED_ERRORS = (FileNotFoundError, CheckpointError, ValueError, KeyError)
+EXPECTED_ERRORS = (FileNotFoundError, CheckpointError, ValueError, KeyError, HubError, ImportError)
 
 
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from ..hub import sha256_file
+
+    return sha256_file(path)
 
 
 def one_line(error: BaseException, max_lines: int = 4) -> str:
@@ -107,6 +105,9 @@ def check_card(card: ModelCard, target: Path, strict: bool) -> dict[str, Any]:
 
 def convert(args: argparse.Namespace, command: str) -> int:
     """The conversion itself; expected errors propagate to :func:`main`."""
+    from ..hub import resolve_checkpoint
+
+    args.source = resolve_checkpoint(args.source)  # a link or hf:// file is downloaded (verified, cached) first
     card = resolve_card(args)
     card_out: Path | None = None
     if card is not None:
@@ -158,7 +159,8 @@ def convert(args: argparse.Namespace, command: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="checkpoint to read (.pth / .pt / .bin)")
+    parser.add_argument("source", type=Path,
+                        help="checkpoint to read (.pth / .pt / .bin), or an https:// link or hf://owner/repo/file")
     parser.add_argument("target", type=Path, help="safetensors file to write")
     parser.add_argument("--model", default=None, help="registered model to load the weights into before saving")
     parser.add_argument("--num-classes", type=int, default=None, help="head size of --model (default: the model's)")

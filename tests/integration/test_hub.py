@@ -145,8 +145,9 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cached_files(home: Path) -> list[Path]:
-    """Every file in the cache except its record and lock."""
-    return sorted(p for p in home.rglob("*") if p.is_file() and p.name not in (hub.HASHES_FILE, ".lock"))
+    """Every file and empty folder in the cache except its record, lock and the downloads folder itself."""
+    return sorted(p for p in home.rglob("*") if (p.is_file() and p.name not in (hub.HASHES_FILE, ".lock"))
+                  or (p.is_dir() and not any(p.iterdir()) and p != home / "downloads"))
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:

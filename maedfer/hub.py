@@ -477,8 +477,9 @@ def download_hub_file(
     try:
         _check_digest(source, actual, expected, recorded_only, home)
     except HashMismatchError:
-        with contextlib.suppress(OSError):
-            path.unlink()  # the symlink in the snapshot; the blob is re-checked on the next download
+        for file in {path.resolve(), path}:  # huggingface_hub's blob and the snapshot's link to it
+            with contextlib.suppress(OSError):
+                file.unlink()
         raise
     if known.get("sha256") != actual or known.get("file") != os.fspath(path):
         _record(home, source, sha256=actual, size=path.stat().st_size, file=os.fspath(path),

@@ -336,6 +336,18 @@ def test_a_card_mirror_on_the_hub_is_tried_first(
     assert tls_server.requests == []
 
 
+def test_a_hub_file_with_the_wrong_hash_is_removed_from_the_cache(
+    server: FileServer, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.files[f"{HUB_REPO}/w.safetensors"] = b"not what the digest says" * 100
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    with pytest.raises(hub.HashMismatchError):
+        hub.download_hub_file(f"hf://{HUB_REPO}/w.safetensors", sha256=sha256(b"expected"))
+    hub_cache = isolated_cache / "huggingface"
+    assert [p for p in hub_cache.rglob("*") if p.is_file() and not p.is_symlink() and "blobs" in p.parts] == []
+    assert [p for p in hub_cache.rglob("w.safetensors")] == []
+
+
 def test_the_card_parser_checks_mirrors_and_sha256() -> None:
     text = REAL_CARD.read_text(encoding="utf-8")
     with pytest.raises(ModelCardError, match=r":\d+: sha256: must be null or 64"):

@@ -486,7 +486,7 @@ def test_deepspeed_fp32_stage0_matches_local(clean_launch_env: DistributedEnv) -
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("stage", [0, 2])
+@pytest.mark.parametrize("stage", [0, 2, 3])
 def test_deepspeed_accumulation_and_clipping_match_full_batch(stage: int, clean_launch_env: DistributedEnv) -> None:
     x, y = make_data()
     model = make_model()
@@ -504,7 +504,8 @@ def test_deepspeed_accumulation_and_clipping_match_full_batch(stage: int, clean_
         assert torch.equal(consolidated[name], value)
 
 
-@pytest.mark.parametrize(("stage", "precision"), [(0, "bf16"), (1, "bf16"), (2, "fp32"), (2, "bf16")])
+@pytest.mark.parametrize(("stage", "precision"), [(0, "bf16"), (1, "bf16"), (2, "fp32"), (2, "bf16"), (3, "fp32"),
+                                                 (3, "bf16")])
 def test_deepspeed_zero_grad_abandons_accumulation_window(stage: int, precision: str,
                                                           clean_launch_env: DistributedEnv) -> None:
     x, y = make_data()
@@ -520,7 +521,7 @@ def test_deepspeed_zero_grad_abandons_accumulation_window(stage: int, precision:
         assert torch.equal(got[name], value), name
 
 
-@pytest.mark.parametrize("stage", [0, 2])
+@pytest.mark.parametrize("stage", [0, 2, 3])
 def test_deepspeed_clipping_reports_pre_clip_norm(stage: int, clean_launch_env: DistributedEnv) -> None:
     result, w0, w1 = _clip_run(deepspeed_backend(stage, "fp32", micro_batch_size=1))
     assert result["skipped"] is False

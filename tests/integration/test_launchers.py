@@ -181,8 +181,14 @@ def _zero3_worker(rank: int, world_size: int, port: int, out_dir: str, precision
     resumed = zero3(precision, seed=99)
     assert resumed.load(Path(out_dir) / "ds") == {"epoch": 1}
     train_steps(resumed, xs, ys, steps=2)
-    torch.save({"uninterrupted": uninterrupted, "resumed": resumed.consolidated_state_dict(),
-                "local_numel": local_numel}, Path(out_dir) / f"rank{rank}.pt")
+    resumed_weights = resumed.consolidated_state_dict()
+    with resumed.autocast():  # a non-finite loss on one rank: the step is skipped everywhere
+        loss = torch.nn.functional.mse_loss(resumed.model(xs).float(), ys) * (float("nan") if rank == 1 else 1.0)
+    resumed.backward(loss)
+    nan_step = resumed.step()
+    unchanged = all(torch.equal(v, resumed_weights[k]) for k, v in resumed.consolidated_state_dict().items())
+    torch.save({"uninterrupted": uninterrupted, "resumed": resumed_weights, "local_numel": local_numel,
+                "nan_step": nan_step, "unchanged_after_nan": unchanged}, Path(out_dir) / f"rank{rank}.pt")
     cleanup()
 
 
@@ -204,6 +210,7 @@ def test_zero3_two_processes_full_weights_and_exact_resume(tmp_path: Path, preci
     for name in weights:
         assert torch.equal(result["resumed"][name], weights[name]), (precision, name)  # resume is exact
         assert torch.equal(ranks[1]["uninterrupted"][name], weights[name]), name  # same on every rank
+    assert all(r["nan_step"]["skipped"] is True and r["unchanged_after_nan"] for r in ranks)
     # Two half batches, gradients averaged = the whole batch: plain AdamW (fp32 exactly up to float rounding;
     # bf16 computes in bfloat16 from bf16-rounded initial weights).
     tolerance = {"fp32": 1e-6, "bf16": 5e-3}[precision]

@@ -187,6 +187,19 @@ def test_missing_checkpoint_is_a_clear_error(run: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "scores").exists()
 
 
+def test_card_ids_resolve_through_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``{fold}`` in a card-id pattern becomes the fold number (the DFEW fold name ``split01`` is no card); offline with
+    an empty cache, the hub's refusal is reported on one line naming the card."""
+    monkeypatch.setenv("MAEDFER_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MAEDFER_OFFLINE", "1")
+    with pytest.raises(SystemExit) as error:
+        main(["--eval", "--config", str(ROOT / "finetune" / "configs" / "dfew_mae_dfer.yaml"), "--folds", "1",
+              "--checkpoint", "mae_dfer_dfew_fold{fold}", "--output-dir", str(tmp_path / "out")])
+    message = str(error.value.code)
+    assert "mae_dfer_dfew_fold1" in message and "not in the cache" in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_labels_travel_with_the_checkpoint_to_predict_and_features(run: Path, tmp_path: Path) -> None:
     from maedfer.apps.features import extract_features_to_folder
     from maedfer.apps.inference import load_inference_model

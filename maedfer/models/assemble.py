@@ -300,19 +300,31 @@ def check_model_config(config: Any) -> None:
         except TypeError as err:
             raise TypeError(f"model.kwargs: {err}") from None
         if description.given:  # built once on the meta device: impossible combinations fail here
-            import torch
-
-            with torch.device("meta"):
-                model_from_config(config)
+            _meta_model(config)
         return
     for key in ("kwargs", "official_behaviour", "width_from_checkpoint"):
         if getattr(config, key):
             raise ValueError(f"model.{key} applies to a registry preset (model.name); an assembled model takes its "
                              "settings in its sections")
+    _meta_model(config)
+
+
+_META_MODELS: dict[str, nn.Module] = {}
+
+
+def _meta_model(config: Any) -> nn.Module:
+    """The model of ``config`` built on the meta device (for checks only; the last few are kept by their settings, so
+    reading a config builds it once)."""
     import torch
 
-    with torch.device("meta"):
-        assemble_model(description, kind=description_kind(config), encoder_type=encoder_type)
+    key = repr((config.name, config.kwargs, ModelDescription.of(config)))
+    if key not in _META_MODELS:
+        with torch.device("meta"):
+            model = model_from_config(config)
+        while len(_META_MODELS) >= 4:
+            _META_MODELS.pop(next(iter(_META_MODELS)))
+        _META_MODELS[key] = model
+    return _META_MODELS[key]
 
 
 def model_from_config(config: Any) -> nn.Module:
@@ -368,13 +380,14 @@ def apply_objective(experiment: Any, check_type: Any) -> None:
             raise ValueError(f"model.objective.{key}={value!r} conflicts with {section_name}.{field_name}={current!r}; "
                              "set it in one place")
         setattr(section, field_name, value)
+    group = experiment.train.frame_diff_group_size
+    if experiment.train.task == "pretrain" and group is not None and experiment.data.num_frames % group:
+        raise ValueError(f"frame_diff_group_size={group} (model.objective / train.frame_diff_group_size) must divide "
+                         f"data.num_frames={experiment.data.num_frames}: each group of frames keeps its first frame")
     if ModelDescription.of(model).given and experiment.train.task == "pretrain":
-        import torch
-
         from ..data.build import pretraining_mask
 
-        with torch.device("meta"):
-            built = model_from_config(model)
+        built = _meta_model(model)
         try:
             pretraining_mask(built.encoder, experiment.data.mask_type, experiment.data.mask_window)
         except ValueError as err:

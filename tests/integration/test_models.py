@@ -24,7 +24,7 @@ def _tiny(name: str) -> torch.nn.Module:
     return maedfer.create_model(name, **entry.tiny_overrides)
 
 
-def _pretrain_mask(model: MaskedVideoAutoencoder, batch: int) -> torch.Tensor:
+def _pretrain_mask(model: MaskedVideoAutoencoder | AudioVisualMaskedAutoencoder, batch: int) -> torch.Tensor:
     encoder = model.encoder
     if isinstance(encoder, LGIFormer):
         generator = PartWindowMaskGenerator(encoder.grid_size, 0.75, encoder.region_size[1:])
@@ -72,7 +72,7 @@ def _run_tiny(model: torch.nn.Module, kind: str) -> torch.Tensor:
         assert out.shape == (2, model.num_classes)
         return out
     if isinstance(model, AudioVisualMaskedAutoencoder):
-        mask = TubeMaskGenerator(model.encoder.grid_size, 0.75).batch(2)
+        mask = _pretrain_mask(model, 2)  # a part-window mask for an LGI-Former video tower
         mask_audio = RandomMaskGenerator(model.encoder_audio.grid_size, 0.75).batch(2)
         out = model(_clip(model.encoder), mask, _spectrogram(model.encoder_audio), mask_audio)
         assert out.pred_video.shape[:2] == (2, int(mask[0].sum()))

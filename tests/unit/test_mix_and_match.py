@@ -316,6 +316,8 @@ def test_an_assembled_config_survives_dump_and_reload(tmp_path: Path) -> None:
         ({"name": "mae_dfer_base", "encoder": {"type": "vit"}}, {"train": {"task": "classification"}},
          "the encoder of 'mae_dfer_base' is 'lgi_former'"),
         ({"decoder": {"depth": 1}}, {}, "give model.name .* or model.encoder.type"),
+        ({"encoder": {"type": "vit"}, "decoder": {}, "objective": {"frame_diff_group_size": 3}}, {},
+         r"frame_diff_group_size=3 .* must divide data\.num_frames=16"),
         ({"encoder": {"type": "vit"}, "decoder": {}, "kwargs": {"depth": 2}}, {}, "model.kwargs applies to a registry preset"),
     ],
 )

@@ -162,7 +162,7 @@ def init_distributed(backend: str | None = None, device: str | None = None) -> D
                     "MASTER_ADDR and MASTER_PORT."
                 )
             pg_backend = backend or ("nccl" if torch_device.type == "cuda" else "gloo")
-            dist.init_process_group(backend=pg_backend, init_method="env://", rank=rank, world_size=world_size)
+            _init_process_group(pg_backend, rank, world_size, environ)
             logger.info(
                 "Initialised process group %s: rank %d of %d (local rank %d) on %s.",
                 pg_backend, rank, world_size, local_rank, torch_device,
@@ -170,6 +170,25 @@ def init_distributed(backend: str | None = None, device: str | None = None) -> D
     env = DistributedEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device)
     logger.debug("%s", env)
     return env
+
+
+def _init_process_group(backend: str, rank: int, world_size: int, environ: Any) -> None:
+    """``init_process_group`` from ``MASTER_ADDR``/``MASTER_PORT``; under a torchrun agent's store, in a namespace of
+    this restart attempt.
+
+    An elastic agent (``torchrun --max-restarts``) keeps its store across restarts: a restarted worker group that used
+    the plain ``env://`` keys would read the previous attempt's peer addresses (gloo: "Connection refused").
+    """
+    attempt = environ.get("TORCHELASTIC_RESTART_COUNT")
+    if environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or attempt is None:
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+        return
+    from datetime import timedelta
+
+    store = dist.TCPStore(environ["MASTER_ADDR"], int(environ["MASTER_PORT"]), world_size, is_master=False,
+                          timeout=timedelta(minutes=30))
+    dist.init_process_group(backend=backend, store=dist.PrefixStore(f"/maedfer/attempt_{attempt}", store),
+                            rank=rank, world_size=world_size)
 
 
 def _group_active() -> bool:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from maedfer.apps.profiling import count_macs
+from maedfer.apps.inference import load_inference_model
 from maedfer.apps.train import run
 from maedfer.checkpoint import load_checkpoint, read_checkpoint
 from maedfer.config import ConfigError, config_from_dict, load_config
@@ -94,6 +95,10 @@ def _train_save_reload_count(config: dict, out: Path) -> None:
     assert not report.missing_keys and not report.unexpected_keys
     state = model.state_dict()
     assert all(torch.equal(state[key], saved[key]) for key in saved)
+    if config["train"]["task"] != "pretrain":  # the inference loader rebuilds a described model from its checkpoint
+        loaded = load_inference_model(out / "checkpoint-last.pth")
+        assert loaded.kind == "finetune" and loaded.modality == ("audio_visual" if "audio" in config["model"] else "video")
+        assert all(torch.equal(value, saved[key]) for key, value in loaded.model.state_dict().items())
     model.eval()
     inputs = example_inputs(model, 1)
     with torch.no_grad():

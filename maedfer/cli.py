@@ -90,10 +90,13 @@ COMMANDS: dict[str, Command] = {
                          "the paper models and training systems on one device, with a JSON report",
                          "tools/gpu_check.py"),
     "label-efficiency": Command("maedfer.apps.label_efficiency", "main",
-                                "linear probe / fine-tuning UAR against the number of labels",
+                                "test UAR against labels per class: linear probe / fine-tuning, pre-trained vs random",
                                 "tools/label_efficiency.py"),
     "make-shards": Command("maedfer.apps.shards", "main",
                            "pack an annotation file's clips into WebDataset tar shards", "tools/make_shards.py"),
+    "benchmark-shards": Command("maedfer.apps.benchmark_shards", "main",
+                                "loader throughput: the same clips per file vs streamed from tar shards",
+                                "tools/benchmark_shards.py"),
 }
 
 #: Top-level import name of an optional dependency -> the pip extra that installs it.

@@ -323,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
+        import webdataset  # noqa: F401  (the writer's tar layout)
+    except ImportError:
+        print("make-shards: error: the webdataset package is missing: pip install 'maedfer[shards]'", file=sys.stderr)
+        return 2
+    try:
         rows, source = collection_rows(args)
         index = write_shards(rows, args.out, name=args.name, clips_per_shard=args.clips_per_shard,
                              workers=args.workers, frame_ext=args.frame_ext, overwrite=args.overwrite, source=source)

@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .annotations import AnnotationRow
+from .readers import ClipReadError
 from .video_datasets import BAD_SAMPLE_ERRORS, SkippedSample
 
 __all__ = [
@@ -502,11 +503,16 @@ class ShardClipDataset(IterableDataset):
         folder = scratch / str(record.get("__key__", index))
         rng = np.random.default_rng((self.seed, self.epoch, index))
         try:
-            row = materialize_clip(record, folder)
+            try:
+                row = materialize_clip(record, folder)
+            except (ValueError, UnicodeDecodeError) as error:  # a malformed json member, no video member
+                raise ClipReadError(where, str(error)) from error
+            if getattr(self.decoder, "audio", None) is not None and row.audio_path is None:
+                raise ClipReadError(where, "the clip has no audio member, but the model takes audio")
             self.decoder.rows = [row]
             loaded = self.decoder.load(0, rng=rng)
             item = loaded[0] if isinstance(loaded, tuple) else loaded
-        except (*BAD_SAMPLE_ERRORS, ValueError) as error:
+        except BAD_SAMPLE_ERRORS as error:
             reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
             logger.warning("skipping clip %d (%s): %s", index, where, reason)
             return SkippedSample(index, where, str(reason))

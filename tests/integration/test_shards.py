@@ -21,7 +21,7 @@ from maedfer.apps.shards import main as make_shards
 from maedfer.apps.train import main as train_main
 from maedfer.checkpoint import read_checkpoint
 from maedfer.data.annotations import AnnotationRow, read_annotations
-from maedfer.data.pretrain_datasets import MaskSpec, PretrainClipDataset, collate_pretrain
+from maedfer.data.pretrain_datasets import MaskSpec, PretrainAudioConfig, PretrainClipDataset, collate_pretrain
 from maedfer.data.shards import ShardClipDataset, ShardLoader, resolve_shards
 from maedfer.data.video_datasets import SkippedSample
 from maedfer.synthetic import make_synthetic_world
@@ -133,6 +133,23 @@ def test_streamed_items_are_the_per_file_items(world: Path, shards: Path) -> Non
         for item in items[:5]:
             expected = reference[(epoch, item["index"])]
             assert torch.equal(item["video"], expected["video"]) and torch.equal(item["mask"], expected["mask"])
+
+
+def test_streamed_audio_visual_items_are_the_per_file_items(world: Path, shards: Path) -> None:
+    """HiCMAE pre-training items: the wav member of the shard gives the per-file item's filter bank and masks."""
+    audio = PretrainAudioConfig(path_replacements=(("/videos/", "/audio/"), (".mp4", ".wav")))
+    rows = read_annotations(world / "pretrain" / "train.csv", kind="pretrain")
+    reference = PretrainClipDataset(rows, audio=audio, **DECODER_ARGS)
+    infos, index = resolve_shards(str(shards))
+    assert index["has_audio"]
+    decoder = PretrainClipDataset([AnnotationRow(path="<clip>", label=None, audio_path="<audio>")], audio=audio,
+                                  **DECODER_ARGS)
+    items = list(ShardClipDataset(infos[:2], decoder, seed=5, shuffle_buffer=1))
+    assert [item["index"] for item in items] == [0, 1, 2, 3]
+    for item in items:
+        expected = reference[item["index"]]
+        for key in ("video", "mask", "audio", "mask_audio"):
+            assert torch.equal(item[key], expected[key]), key
 
 
 def test_resumed_epochs_continue_exactly(shards: Path) -> None:

@@ -98,6 +98,23 @@ def test_eval_of_a_linear_probe_run(run: Path, tmp_path: Path) -> None:
     assert _metrics(tmp_path / "eval") == _metrics(probe)
 
 
+def test_regression_eval(run: Path, tmp_path: Path) -> None:
+    """A valence / arousal run: the same metrics again, and per clip the true and predicted values of both targets."""
+    out = tmp_path / "run"
+    main(["--config", str(DEMO), *TINY, "train.task=regression", "model.kwargs.num_classes=2", "data.synthetic={}",
+          f"data.root={run.parent / 'world'}", f"train.output_dir={out}"])
+    _eval(run, tmp_path / "eval", "--checkpoint", str(out / "checkpoint-last.pth"))
+    metrics = _metrics(tmp_path / "eval")
+    assert metrics == _metrics(out)
+    assert not (tmp_path / "eval" / "confusion_matrix.csv").exists()
+    with (tmp_path / "eval" / "test_predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 14 and list(rows[0])[1:] == ["true_valence", "true_arousal", "pred_valence", "pred_arousal"]
+    for index, target in enumerate(("valence", "arousal")):
+        error = sum(abs(float(r[f"pred_{target}"]) - float(r[f"true_{target}"])) for r in rows) / len(rows)
+        assert error == pytest.approx(metrics[f"mae_{index}"], rel=1e-6)
+
+
 def test_torchrun_two_processes(run: Path, tmp_path: Path) -> None:
     """Distributed evaluation: each rank scores half the views, rank 0 writes the gathered (de-duplicated) result."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",

@@ -18,7 +18,6 @@ import csv
 import io
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,6 @@ __all__ = [
     "CheckpointSpec",
     "evaluate_checkpoint",
     "evaluation_config",
-    "main",
     "resolve_checkpoint",
     "run_evaluation",
     "write_predictions_csv",
@@ -95,7 +93,7 @@ def resolve_checkpoint(text: str, *, fold: str | None = None, dataset: str | Non
         FileNotFoundError: Nothing exists under any of the names (the message names them).
     """
     from .model_cards import find_card
-    from .train import fold_name
+    from .experiment import fold_name
 
     candidates = [text]
     if fold is not None and "{fold}" in text:
@@ -135,7 +133,7 @@ def evaluation_config(
     Raises:
         ConfigError: Neither a config file nor a checkpoint with a stored config.
     """
-    from .train import _with_fold
+    from .experiment import with_fold
 
     stored = payload.get("config") if isinstance(payload, dict) else None
     own = config_file is None and isinstance(stored, dict)
@@ -148,7 +146,7 @@ def evaluation_config(
     if output_dir is not None:
         cfg.train.output_dir = output_dir
     if fold is not None and not (own and output_dir is None):
-        cfg = _with_fold(cfg, fold)  # a stored config's own output folder is already the fold's
+        cfg = with_fold(cfg, fold)  # a stored config's own output folder is already the fold's
     return cfg, own
 
 
@@ -212,7 +210,7 @@ def evaluate_checkpoint(
     from ..engine.distributed import init_distributed, seed_everything
     from ..tasks.evaluate import evaluate
     from .inference import load_inference_model
-    from .train import resolve_label_names, setup_logging, with_synthetic_world, write_test_results
+    from .experiment import resolve_label_names, setup_logging, with_synthetic_world, write_test_results
 
     task = cfg.train.task
     if task not in ("classification", "regression"):
@@ -286,7 +284,7 @@ def run_evaluation(
         FileNotFoundError: A checkpoint does not exist (the message names it).
     """
     from .inference import read_model_file
-    from .train import folds_summary_dir, parse_folds, write_folds_summary
+    from .experiment import folds_summary_dir, parse_folds, write_folds_summary
 
     folds = parse_folds(args.folds)
     probe = load_config(args.config, overrides) if args.config is not None else None
@@ -312,10 +310,3 @@ def run_evaluation(
             summary_dir = Path(os.path.commonpath([os.path.abspath(d) for d in fold_dirs]))
         write_folds_summary(summary_dir, folds, results)
     return results
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """An evaluate command: ``finetune/finetune.py --eval`` (:func:`maedfer.apps.train.finetune_main`)."""
-    from .train import finetune_main
-
-    return finetune_main(["--eval", *(argv if argv is not None else sys.argv[1:])])

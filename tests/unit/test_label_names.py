@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from maedfer.apps.train import _with_fold, folds_summary_dir, resolve_label_names
+from maedfer.apps.experiment import folds_summary_dir, resolve_label_names, with_fold
 from maedfer.checkpoint import CheckpointError, read_safetensors_metadata, save_safetensors, stored_label_names
 from maedfer.config import ConfigError, load_config
 
@@ -61,9 +61,9 @@ def test_config_names_are_checked_against_the_model() -> None:
 
 def test_fold_output_folders_and_summary_folder() -> None:
     cfg = load_config(None, ["train.output_dir=runs/x/{fold}", "data.dataset=DFEW"])
-    assert _with_fold(cfg, "1").train.output_dir == "runs/x/split01"
+    assert with_fold(cfg, "1").train.output_dir == "runs/x/split01"
     assert folds_summary_dir("runs/x/{fold}") == Path("runs/x")
     assert folds_summary_dir("runs/x/fold{fold}") == Path("runs/x")
     plain = load_config(None, ["train.output_dir=runs/y"])
-    assert _with_fold(plain, "2").train.output_dir == str(Path("runs/y/fold2"))
+    assert with_fold(plain, "2").train.output_dir == str(Path("runs/y/fold2"))
     assert folds_summary_dir("runs/y") == Path("runs/y")

@@ -95,7 +95,7 @@ def _prepare(world: Path, clips_per_class: int, clips_per_shard: int) -> tuple[P
         counts = {"train": clips_per_class, "val": 1, "test": 1}
         make_synthetic_world(world, num_identities=3, clips_per_class=counts, num_frames=80, size=224,
                              formats="mp4", preview=False)
-    index = world / "shards" / "train-index.json"
+    index = world / f"shards_{clips_per_shard}" / "train-index.json"
     if make_shards(["--annotations", str(annotations), "--out", str(index.parent), "--clips-per-shard",
                     str(clips_per_shard), "--workers", "2"]) != 0:
         raise SystemExit("make-shards failed")
@@ -107,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--world", type=Path, default=Path("runs/benchmark_shards_world"),
                         help="folder for (or with) the generated clips and their shards")
     parser.add_argument("--clips-per-class", type=int, default=8, help="generated training clips per class (x 7)")
-    parser.add_argument("--clips-per-shard", type=int, default=8)
+    parser.add_argument("--clips-per-shard", type=int, default=7,
+                        help="clips per shard (default 7: the 56 default clips make 8 shards, so 1, 2, 4 or 8 "
+                             "workers get equal streams; with unequal streams an epoch waits for the longest)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)

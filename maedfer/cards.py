@@ -529,11 +529,12 @@ def _sort_key(card: ModelCard) -> tuple[int, int, str, str, str]:
     return system, KINDS.index(card.kind), card.trained_on.lower(), card.split, card.id
 
 
-def load_model_cards(folder: str | os.PathLike[str] = CARDS_FOLDER) -> list[ModelCard]:
+def load_model_cards(folder: str | os.PathLike[str] | None = None) -> list[ModelCard]:
     """Reads every card below ``folder`` (``<folder>/<system>/<id>.md``; ``README.md`` files are skipped).
 
     Args:
-        folder: The zoo folder (default: this checkout's ``models/``).
+        folder: The zoo folder (default: :data:`CARDS_FOLDER`, read at call time: the checkout's ``models/`` or the
+            copy shipped in the installed package).
 
     Returns:
         The cards in zoo order: system (MAE-DFER, SVFAP, HiCMAE), pre-training first, then dataset and split.
@@ -543,7 +544,7 @@ def load_model_cards(folder: str | os.PathLike[str] = CARDS_FOLDER) -> list[Mode
         ModelCardError: If a card is malformed, two cards share an id, or a card's file name or folder differs
             from its id or system.
     """
-    root = Path(os.fspath(folder))
+    root = Path(os.fspath(CARDS_FOLDER if folder is None else folder))
     if not root.is_dir():
         raise FileNotFoundError(2, f"Model card folder not found: {root}", str(root))
     cards: list[ModelCard] = []
@@ -565,13 +566,14 @@ def load_model_cards(folder: str | os.PathLike[str] = CARDS_FOLDER) -> list[Mode
     return cards
 
 
-def find_card(card_id: str, folder: str | os.PathLike[str] = CARDS_FOLDER) -> ModelCard:
-    """The card with id ``card_id`` in ``folder``.
+def find_card(card_id: str, folder: str | os.PathLike[str] | None = None) -> ModelCard:
+    """The card with id ``card_id`` in ``folder`` (default: :data:`CARDS_FOLDER`).
 
     Raises:
         KeyError: If no card has that id (the message suggests close ids).
         FileNotFoundError, ModelCardError: As :func:`load_model_cards`.
     """
+    folder = CARDS_FOLDER if folder is None else folder
     cards = {card.id: card for card in load_model_cards(folder)}
     if card_id in cards:
         return cards[card_id]

@@ -25,6 +25,8 @@ from ..models.encoder import raster_order, take_indices
 from .inference import (
     INPUT_ERRORS,
     InferenceModel,
+    add_model_source_arguments,
+    checkpoint_from_args,
     clip_audio_segment,
     clip_filterbank,
     clip_to_input,
@@ -839,8 +841,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="*", type=Path, help="video files or frame folders")
     parser.add_argument("--list", type=Path, default=None, help="list file or annotation file of the inputs")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (.pth or .safetensors)")
-    parser.add_argument("--model", default=None, help="registry name or model card id (needed when the checkpoint has no config)")
+    add_model_source_arguments(parser, checkpoint_help="model checkpoint")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--level", choices=FEATURE_LEVELS, default="pooled", help="feature level (default pooled)")
     parser.add_argument("--layers", type=int, nargs="+", default=None,
@@ -870,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
             videos, audio_paths = read_video_list(args.list)
         else:
             videos, audio_paths = list(args.videos), [None] * len(args.videos)
+        args.checkpoint = checkpoint_from_args(args)
         loaded = load_inference_model(args.checkpoint, model_name=args.model, device=args.device)
         print(f"{len(videos)} videos, model {loaded.name} ({loaded.kind}), level {args.level} -> {args.out}")
         precision = resolve_precision(args.precision, torch.device(args.device))

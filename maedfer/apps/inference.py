@@ -31,6 +31,8 @@ __all__ = [
     "INPUT_ERRORS",
     "InferenceModel",
     "NoAudioError",
+    "add_model_source_arguments",
+    "checkpoint_from_args",
     "VideoFrames",
     "clip_audio_segment",
     "clip_filterbank",
@@ -564,3 +566,33 @@ def error_message(error: BaseException) -> str:
     """The message of an input error on one line (a ``KeyError``'s text without the quotes ``str`` adds)."""
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
     return " ".join(text.split()) or type(error).__name__
+
+
+def add_model_source_arguments(parser: Any, *, checkpoint_help: str = "checkpoint") -> None:
+    """The command-line options that name a model's weights, shared by the tools.
+
+    ``--checkpoint FILE|CARD_ID|hf://...|https://...`` or ``--pretrained CARD_ID`` (one of them is required; a card id
+    is downloaded into ``$MAEDFER_HOME`` and verified on first use, then read from the cache), ``--model`` for files
+    that hold no maedfer config, and ``--offline`` (only the cache). Read them back with :func:`checkpoint_from_args`.
+    """
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="FILE|CARD_ID|URL",
+                        help=f"{checkpoint_help}: a .pth / .safetensors file, a save_pretrained folder, a model card id, "
+                             "an hf://owner/repo[/file] or an https:// link (downloads are cached and hash-checked)")
+    source.add_argument("--pretrained", metavar="CARD_ID",
+                        help="released weights by model card id (see models/README.md), fetched into $MAEDFER_HOME "
+                             "on first use; the same as --checkpoint CARD_ID")
+    parser.add_argument("--model", default=None,
+                        help="registry name or model card id (needed when the checkpoint holds no maedfer config)")
+    parser.add_argument("--offline", action="store_true",
+                        help="use only files already in the cache ($MAEDFER_HOME); no downloads")
+
+
+def checkpoint_from_args(args: Any) -> str:
+    """The checkpoint named by :func:`add_model_source_arguments`' options; ``--offline`` turns downloads off for
+    the rest of the process (``$MAEDFER_OFFLINE=1``)."""
+    if getattr(args, "offline", False):
+        from ..hub import OFFLINE_ENV
+
+        os.environ[OFFLINE_ENV] = "1"
+    return str(args.checkpoint if args.checkpoint is not None else args.pretrained)

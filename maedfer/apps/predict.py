@@ -31,6 +31,8 @@ from .inference import (
     InferenceModel,
     NoAudioError,
     VideoFrames,
+    add_model_source_arguments,
+    checkpoint_from_args,
     clip_filterbank,
     clip_to_input,
     error_message,
@@ -646,8 +648,7 @@ def resolve_device(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=CLI_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files (or frame folders)")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="fine-tuned checkpoint (.pth / .safetensors)")
-    parser.add_argument("--model", default=None, help="registry name or model card id (models/), for checkpoints that hold no maedfer config")
+    add_model_source_arguments(parser, checkpoint_help="fine-tuned checkpoint")
     parser.add_argument("--dataset", default=None, help="dataset whose class names to use (default: the config's)")
     parser.add_argument("--window", type=int, default=None,
                         help="window length in source frames (default: num_frames x sampling_rate of the model)")
@@ -683,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
     try:
+        args.checkpoint = checkpoint_from_args(args)
         loaded = load_inference_model(args.checkpoint, model_name=args.model, dataset=args.dataset, device=device)
         # bf16 / fp16: half-precision weights (cast once); --compile: compiled with frozen weights.
         optimize_for_inference(loaded.model, resolve_precision(args.precision, loaded.device), compile=args.compile)

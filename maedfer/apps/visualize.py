@@ -26,6 +26,8 @@ from ..targets import IMAGENET_MEAN, IMAGENET_STD, patchify_video, unpatchify_vi
 from .inference import (
     INPUT_ERRORS,
     InferenceModel,
+    add_model_source_arguments,
+    checkpoint_from_args,
     clip_to_input,
     error_message,
     load_inference_model,
@@ -754,6 +756,7 @@ model, wrong kind of checkpoint).
 
 def load_model(args: argparse.Namespace) -> InferenceModel:
     """The checkpoint's model; audio-only models are refused (nothing to draw on frames)."""
+    args.checkpoint = checkpoint_from_args(args)
     loaded = load_inference_model(args.checkpoint, model_name=args.model, device=args.device)
     if loaded.modality == "audio":
         raise ValueError(f"{args.checkpoint} holds an audio-only model ({loaded.name}); there are no frames to draw")
@@ -835,9 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("video", help="video file (or frame folder)")
-        sub.add_argument("--checkpoint", required=True,
-                         help="maedfer training checkpoint, official .pth or safetensors file")
-        sub.add_argument("--model", default=None, help="registry name or model card id (needed for checkpoints without a config)")
+        add_model_source_arguments(sub, checkpoint_help="maedfer training checkpoint, official .pth or safetensors file")
         sub.add_argument("--out", default=".", help="output folder (default: the current folder)")
         sub.add_argument("--max-frames", type=int, default=8, help="frames shown per row (default 8)")
         sub.add_argument("--no-face-detect", action="store_true", help="use the frames as they are (face crops)")

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 import yaml
 from safetensors import safe_open
@@ -461,3 +462,35 @@ def test_a_training_config_starts_from_a_card_by_id(tls_server: FileServer, tmp_
     kwargs = {**TINY, "num_classes": 7}
     cfg = config_from_dict({"model": {"name": "mae_dfer_base", "kwargs": kwargs, "checkpoint": CARD_ID}})
     assert_same_weights(build_model(cfg), reference)
+
+
+def test_the_tools_take_pretrained_card_ids_then_work_offline(
+    tls_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from maedfer.apps import features
+    from maedfer.synthetic import write_mp4
+
+    reference = tiny_model(7)
+    pth = official_pth(reference, tmp_path / "release.pth")
+    tls_server.files["release.pth"] = pth
+    cards = write_card(tmp_path / "cards", f"{tls_server.url}/release.pth", digest=sha256(pth))
+    monkeypatch.setattr("maedfer.cards.CARDS_FOLDER", cards)
+    frames = np.random.default_rng(0).integers(0, 255, (20, 48, 48, 3), dtype=np.uint8)
+    video = tmp_path / "clip.mp4"
+    write_mp4(video, frames, None, 25.0)
+    common = [str(video), "--no-face-detect", "--no-progress", "--device", "cpu"]
+
+    assert features.main([*common, "--pretrained", CARD_ID, "--out", str(tmp_path / "a")]) == 0
+    assert features.main([*common, "--pretrained", CARD_ID, "--offline", "--out", str(tmp_path / "b")]) == 0
+    assert tls_server.count("release.pth") == 1  # the second run read the cache only
+    first, second = (np.load(tmp_path / d / "clip.pooled.npy") for d in ("a", "b"))
+    assert np.array_equal(first, second) and np.isfinite(first).all()
+
+    # Offline with an empty cache: one error naming the card, nothing fetched.
+    monkeypatch.setenv("MAEDFER_HOME", str(tmp_path / "empty"))
+    capsys.readouterr()
+    assert features.main([*common, "--pretrained", CARD_ID, "--offline", "--out", str(tmp_path / "c")]) != 0
+    assert CARD_ID in capsys.readouterr().err
+    assert tls_server.count("release.pth") == 1
+    with pytest.raises(SystemExit):  # --checkpoint and --pretrained name the same thing: one of them
+        features.main([*common, "--pretrained", CARD_ID, "--checkpoint", "x.pth", "--out", str(tmp_path / "d")])

@@ -6,7 +6,7 @@ collection, original path, label), ``<key>.video.<ext>`` (the video file's bytes
 next to the shards lists every shard with its clip range, clip count, size and sha256.
 
 :class:`ShardClipDataset` streams the shards: every epoch the shards are shuffled with ``(seed, epoch)`` and dealt
-to *streams*, one per (rank, DataLoader worker), balancing clip counts; a stream reads its shards one after the
+to *streams*, one per (rank, DataLoader worker), balancing clip counts over ranks, then workers; a stream reads its shards one after the
 other, shuffles the clips through a buffer seeded with ``(seed, epoch, stream)`` and decodes them with the per-file
 datasets' own code (:class:`~maedfer.data.pretrain_datasets.PretrainClipDataset`,
 :class:`~maedfer.data.video_datasets.VideoClipDataset`), with the same per-clip draws ``(seed, epoch, clip index)``.
@@ -216,31 +216,39 @@ def _index_next_to(shard: str) -> str:
 # ---------------------------------------------------------------------------------------- the epoch plan
 
 
-def assign_shards(counts: Sequence[int], epoch: int, seed: int, num_streams: int,
+def assign_shards(counts: Sequence[int], epoch: int, seed: int, world_size: int, num_workers: int = 1,
                   shuffle: bool = True) -> list[list[int]]:
-    """Deal the shards of one epoch to ``num_streams`` streams.
+    """Deal the shards of one epoch to the ``world_size x workers`` streams (stream ``rank * workers + worker``).
 
-    The shard order is a permutation drawn from ``(seed, epoch)`` (or the index order without ``shuffle``); each
-    shard in turn goes to the stream with the fewest clips so far (the lowest stream number on ties).
+    The shard order is a permutation drawn from ``(seed, epoch)`` (or the index order without ``shuffle``). Each
+    shard in turn goes to the rank with the fewest clips so far (ties: the rank that comes first in a rotation by the
+    epoch, so that the ranks left a shard short change from epoch to epoch), and within it to the worker with the
+    fewest clips (ties: the lowest worker). With equal shards the ranks thus differ by at most one shard, and so do the
+    workers of a rank.
 
     Args:
         counts: Clips per shard.
         epoch: Epoch number.
         seed: Run seed.
-        num_streams: ``world_size * max(num_workers, 1)``.
+        world_size: Number of ranks.
+        num_workers: DataLoader workers per rank (0 counts as 1: the main process reads).
         shuffle: Shuffle the shard order.
 
     Returns:
         For every stream, its shard numbers in reading order.
     """
+    workers = max(num_workers, 1)
     order = (np.random.default_rng((seed, epoch, 0x5348)).permutation(len(counts)) if shuffle
              else np.arange(len(counts)))
-    streams: list[list[int]] = [[] for _ in range(num_streams)]
-    loads = [0] * num_streams
+    streams: list[list[int]] = [[] for _ in range(world_size * workers)]
+    rank_loads = [0] * world_size
+    stream_loads = [0] * (world_size * workers)
     for shard in order.tolist():
-        target = min(range(num_streams), key=lambda s: (loads[s], s))
-        streams[target].append(shard)
-        loads[target] += int(counts[shard])
+        rank = min(range(world_size), key=lambda r: (rank_loads[r], (r - epoch) % world_size))
+        stream = min(range(rank * workers, (rank + 1) * workers), key=lambda s: (stream_loads[s], s))
+        streams[stream].append(shard)
+        rank_loads[rank] += int(counts[shard])
+        stream_loads[stream] += int(counts[shard])
     return streams
 
 
@@ -259,7 +267,7 @@ def shard_steps_per_epoch(counts: Sequence[int], *, world_size: int, num_workers
     workers = max(num_workers, 1)
     best: int | None = None
     for epoch in range(max(epochs, 1)):
-        per_stream = batches_per_stream(counts, assign_shards(counts, epoch, seed, world_size * workers, shuffle),
+        per_stream = batches_per_stream(counts, assign_shards(counts, epoch, seed, world_size, workers, shuffle),
                                         batch_size)
         for rank in range(world_size):
             batches = sum(per_stream[rank * workers:(rank + 1) * workers])
@@ -429,8 +437,7 @@ class ShardClipDataset(IterableDataset):
 
     def stream_shards(self, stream: int, num_workers: int) -> list[ShardInfo]:
         """The shards of global stream ``stream`` in this epoch, in reading order."""
-        plan = assign_shards(self.counts, self.epoch, self.seed, self.world_size * max(num_workers, 1),
-                             self.shuffle_shards)
+        plan = assign_shards(self.counts, self.epoch, self.seed, self.world_size, num_workers, self.shuffle_shards)
         return [self.shards[i] for i in plan[stream]]
 
     def __iter__(self) -> Iterator[dict[str, Any] | SkippedSample]:
@@ -599,7 +606,7 @@ class ShardLoader:
     def stream_batches(self) -> list[int]:
         """Full batches of each of this rank's streams in the current epoch."""
         workers = max(self.num_workers, 1)
-        plan = assign_shards(self.dataset.counts, self.epoch, self.dataset.seed, self.dataset.world_size * workers,
+        plan = assign_shards(self.dataset.counts, self.epoch, self.dataset.seed, self.dataset.world_size, workers,
                              self.dataset.shuffle_shards)
         per_stream = batches_per_stream(self.dataset.counts, plan, self.batch_size)
         rank = self.dataset.rank

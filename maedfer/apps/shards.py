@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -210,8 +211,11 @@ def write_shards(rows: Sequence[AnnotationRow], out: str | os.PathLike[str], *, 
             futures = {pool.submit(write_shard, job): job for job in jobs}
             for future in as_completed(futures):
                 finished(futures[future], future.result())
-    _write_index(index_path, meta, entries, complete=True)
     missing = sum(len(e["missing"]) for e in entries.values())
+    if missing == len(rows):
+        raise ValueError(f"none of the {len(rows)} clips could be read (see the warnings: missing video or audio "
+                         f"files?); {index_path} stays incomplete")
+    _write_index(index_path, meta, entries, complete=True)
     logger.info("index %s: %d clips in %d shards (%d left out)", index_path, len(rows) - missing, len(entries),
                 missing)
     return index_path
@@ -322,9 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.kind = args.kind or "pretrain"
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        import webdataset  # noqa: F401  (the writer's tar layout)
-    except ImportError:
+    if importlib.util.find_spec("webdataset") is None:
         print("make-shards: error: the webdataset package is missing: pip install 'maedfer[shards]'", file=sys.stderr)
         return 2
     try:

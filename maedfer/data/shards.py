@@ -6,8 +6,8 @@ collection, original path, label), ``<key>.video.<ext>`` (the video file's bytes
 next to the shards lists every shard with its clip range, clip count, size and sha256.
 
 :class:`ShardClipDataset` streams the shards: every epoch the shards are shuffled with ``(seed, epoch)`` and dealt
-to *streams*, one per (rank, DataLoader worker), balancing clip counts over ranks, then workers; a stream reads its shards one after the
-other, shuffles the clips through a buffer seeded with ``(seed, epoch, stream)`` and decodes them with the per-file
+to *streams*, one per (rank, DataLoader worker), balancing clip counts over ranks, then workers; a stream reads its
+shards one after the other, shuffles the clips through a buffer seeded with ``(seed, epoch, stream)`` and decodes them with the per-file
 datasets' own code (:class:`~maedfer.data.pretrain_datasets.PretrainClipDataset`,
 :class:`~maedfer.data.video_datasets.VideoClipDataset`), with the same per-clip draws ``(seed, epoch, clip index)``.
 So every clip is read exactly once per epoch across all ranks and workers, and the order is a pure function of
@@ -150,7 +150,8 @@ def _shards_of(index: Mapping[str, Any], location: str) -> list[ShardInfo]:
             url = urljoin(base, name) if _is_url(base) else str(Path(base).parent / name)
             shards.append(ShardInfo(
                 url=url, start=int(entry["start"]), stop=int(entry["stop"]), count=int(entry["count"]),
-                sha256=entry.get("sha256"), bytes=entry.get("bytes"), missing=tuple(int(i) for i in entry.get("missing", ())),
+                sha256=entry.get("sha256"), bytes=entry.get("bytes"),
+                missing=tuple(int(i) for i in entry.get("missing", ())),
             ))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{location}: shard entry {position} is malformed ({exc!r})") from None

@@ -57,7 +57,7 @@ def test_two_nodes_match_one_process_with_the_same_total_batch(world: Path, tmp_
     rendezvous = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
                   "--rdzv-id=maedfer-two-nodes"]
     args = _pretrain_args(world, tmp_path / "two", *common, "data.batch_size=2")
-    nodes = [subprocess.Popen(_torchrun(*rendezvous, f"--local-addr=127.0.0.1", SCRIPT, *args), cwd=ROOT, env=ENV,
+    nodes = [subprocess.Popen(_torchrun(*rendezvous, "--local-addr=127.0.0.1", SCRIPT, *args), cwd=ROOT, env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for node in nodes:
         assert node.wait(timeout=600) == 0, node.stderr.read()[-3000:]

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..checkpoint import CheckpointError, atomic_write_text, stored_label_names
 from ..config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, load_config
@@ -206,22 +205,17 @@ def evaluate_checkpoint(
     from ..compile import compile_model
     from ..config import dump_config
     from ..data.build import build_test_loader
-    from ..engine.backends import autocast_context, resolve_precision
-    from ..engine.distributed import init_distributed, seed_everything
+    from ..engine.backends import autocast_context
     from ..tasks.evaluate import evaluate
+    from .experiment import resolve_label_names, start_process, with_synthetic_world, write_test_results
     from .inference import load_inference_model
-    from .experiment import resolve_label_names, setup_logging, with_synthetic_world, write_test_results
 
     task = cfg.train.task
     if task not in ("classification", "regression"):
         raise ConfigError(f"--eval needs a fine-tuning config (train.task classification or regression), got {task!r}")
-    env = init_distributed()
-    is_main = env.rank == 0
-    output_dir = Path(cfg.train.output_dir)
-    setup_logging(output_dir, is_main)
-    seed_everything(cfg.train.seed, env.rank)
-    device = torch.device(env.device)
-    precision = resolve_precision(cfg.train.precision, device)
+    process = start_process(cfg)
+    env, is_main, output_dir = process.env, process.is_main, process.output_dir
+    device, precision = process.device, process.precision
 
     has_config = isinstance(payload, dict) and isinstance(payload.get("config"), dict)
     name = model or spec.card_id or (None if has_config else cfg.model.name)

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..config import ExperimentConfig
 
 __all__ = [
     "SYNTHETIC_DEFAULT_ROOT", "parse_folds", "fold_name", "folds_summary_dir", "with_fold", "with_synthetic_world",
-    "setup_logging", "resolve_label_names", "write_test_results", "write_folds_summary",
+    "setup_logging", "resolve_label_names", "write_test_results", "write_folds_summary", "RunProcess", "start_process",
 ]
 
 logger = logging.getLogger(__name__)
@@ -219,3 +220,32 @@ def json_default(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     return str(value)
+
+
+@dataclass(frozen=True)
+class RunProcess:
+    """This process's place in a run: its distributed environment, output folder, device and resolved precision."""
+
+    env: Any  # maedfer.engine.distributed.DistributedEnv
+    output_dir: Path
+    device: torch.device
+    precision: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.env.rank == 0
+
+
+def start_process(cfg: ExperimentConfig) -> RunProcess:
+    """The start of a training or evaluation run: the process group (torchrun, deepspeed, srun or none), logging to
+    ``train.output_dir/log.txt`` (rank 0), per-rank seeds, the device and the precision ``train.precision`` resolves
+    to on it."""
+    from ..engine.backends import resolve_precision
+    from ..engine.distributed import init_distributed, seed_everything
+
+    env = init_distributed()
+    output_dir = Path(cfg.train.output_dir)
+    setup_logging(output_dir, env.rank == 0)
+    seed_everything(cfg.train.seed, env.rank)
+    device = torch.device(env.device)
+    return RunProcess(env, output_dir, device, resolve_precision(cfg.train.precision, device))

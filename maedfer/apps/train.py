@@ -21,7 +21,7 @@ from .experiment import (
     folds_summary_dir,
     parse_folds,
     resolve_label_names,
-    setup_logging,
+    start_process,
     with_fold,
     with_synthetic_world,
     write_folds_summary,
@@ -158,21 +158,16 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
     from ..compile import compile_model
     from ..data.build import build_data, build_mixup
     from ..data.video_datasets import SkipCounter
-    from ..engine.backends import build_backend, resolve_precision
-    from ..engine.distributed import init_distributed, seed_everything
+    from ..engine.backends import build_backend
     from ..engine.optim import param_groups, scaled_lr
     from ..engine.schedule import cosine_schedule
     from ..engine.trainer import Trainer, find_latest_checkpoint
     from .launchers import deepspeed_options, resolve_backend_name
     from ..tasks.evaluate import evaluate as evaluate_model
 
-    env = init_distributed()
-    is_main = env.rank == 0
-    output_dir = Path(cfg.train.output_dir)
-    setup_logging(output_dir, is_main)
-    seed_everything(cfg.train.seed, env.rank)
-    device = torch.device(env.device)
-    precision = resolve_precision(cfg.train.precision, device)
+    process = start_process(cfg)
+    env, is_main, output_dir = process.env, process.is_main, process.output_dir
+    device, precision = process.device, process.precision
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, output_dir / "config.yaml")

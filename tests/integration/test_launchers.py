@@ -25,27 +25,20 @@ from maedfer.checkpoint import read_checkpoint
 from maedfer.config import ConfigError, load_config
 from maedfer.engine.backends import DeepSpeedBackend, build_backend, load_deepspeed_json
 from maedfer.engine.distributed import DistributedEnv, cleanup, free_port, init_distributed
-from test_backends import OPTIM, make_data, make_groups, make_model, params_of, reference_train, train_steps
+from test_backends import (  # noqa: F401  (clean_launch_env, _destroy_group_at_end: fixtures)
+    LAUNCH_VARS,
+    OPTIM,
+    _destroy_group_at_end,
+    clean_launch_env,
+    make_data,
+    make_groups,
+    make_model,
+    params_of,
+    reference_train,
+    train_steps,
+)
 from test_train import ROOT, _pretrain_args, world  # noqa: F401  (world: the session's tiny synthetic world)
 
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-@pytest.fixture
-def single_process_env(monkeypatch: pytest.MonkeyPatch) -> DistributedEnv:
-    """No launcher variables (restored afterwards, whatever DeepSpeed sets), DeepSpeed on the CPU."""
-    for var in LAUNCH_VARS:
-        monkeypatch.setenv(var, "0")  # records the original state so that teardown restores it
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    return DistributedEnv()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _destroy_group_at_end() -> Any:
-    """DeepSpeed creates a one-process gloo group in this process; remove it when the module is done."""
-    yield
-    cleanup()
 
 
 def _write(path: Path, text: str) -> Path:
@@ -63,7 +56,7 @@ def _json_backend(file: Path, stage: int = 2, precision: str = "bf16") -> DeepSp
     return backend
 
 
-def test_user_deepspeed_json_reaches_the_engine(tmp_path: Path, single_process_env: DistributedEnv) -> None:
+def test_user_deepspeed_json_reaches_the_engine(tmp_path: Path, clean_launch_env: DistributedEnv) -> None:
     file = _write(tmp_path / "ds.json", json.dumps({
         "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 2, "bf16": {"enabled": "auto"},
         "zero_optimization": {"stage": 2, "reduce_bucket_size": 123456, "allgather_bucket_size": 234568},
@@ -93,7 +86,7 @@ def test_user_deepspeed_json_reaches_the_engine(tmp_path: Path, single_process_e
     ({"scheduler": {"type": "WarmupLR"}}, r"remove the 'scheduler' section"),
 ])
 def test_contradicting_deepspeed_json_is_an_error_naming_file_and_key(
-    tmp_path: Path, single_process_env: DistributedEnv, content: dict[str, Any], message: str,
+    tmp_path: Path, clean_launch_env: DistributedEnv, content: dict[str, Any], message: str,
 ) -> None:
     file = _write(tmp_path / "mine.json", json.dumps(content))
     backend = _json_backend(file)

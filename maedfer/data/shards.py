@@ -655,7 +655,9 @@ class ShardLoader:
         position = next_local
         for batch in loader:
             stream = int(batch.pop("stream"))
-            while consumed[position] >= stream_batches[position]:
+            for _ in range(workers):  # the next stream that still has a batch
+                if consumed[position] < stream_batches[position]:
+                    break
                 position = (position + 1) % workers
             if stream != base + position and not self._warned_order:
                 self._warned_order = True

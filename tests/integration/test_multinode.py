@@ -4,11 +4,13 @@ mid-epoch restarts, resumes from the last step checkpoint and ends with the weig
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,29 @@ def _torchrun(*options: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *options]
 
 
+def _start(command: list[str], stderr_file: Path) -> subprocess.Popen:
+    """A launcher in its own process group, its stderr in a file (a pipe nobody reads could fill up and block it)."""
+    with open(stderr_file, "wb") as err:
+        return subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+
+
+def _tail(path: Path, size: int = 3000) -> str:
+    return path.read_text(errors="replace")[-size:]
+
+
+@contextlib.contextmanager
+def _reaped(processes: list[subprocess.Popen]) -> Iterator[None]:
+    """Kills each launcher's whole process group (torchrun and its workers) when the block fails or times out."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 def test_two_nodes_match_one_process_with_the_same_total_batch(world: Path, tmp_path: Path) -> None:
     """2 nodes x 1 process x batch 2 == 1 process x batch 4: the per-file sampler gives step k of the two ranks the
     clips of step k of the single process, every clip's draws depend on (seed, epoch, index) only, and DDP averages the
@@ -57,10 +82,11 @@ def test_two_nodes_match_one_process_with_the_same_total_batch(world: Path, tmp_
     rendezvous = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
                   "--rdzv-id=maedfer-two-nodes"]
     args = _pretrain_args(world, tmp_path / "two", *common, "data.batch_size=2")
-    nodes = [subprocess.Popen(_torchrun(*rendezvous, "--local-addr=127.0.0.1", SCRIPT, *args), cwd=ROOT, env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for node in nodes:
-        assert node.wait(timeout=600) == 0, node.stderr.read()[-3000:]
+    nodes = [_start(_torchrun(*rendezvous, "--local-addr=127.0.0.1", SCRIPT, *args), tmp_path / f"node{i}.err")
+             for i in range(2)]
+    with _reaped(nodes):
+        for i, node in enumerate(nodes):
+            assert node.wait(timeout=600) == 0, _tail(tmp_path / f"node{i}.err")
     log = (tmp_path / "two" / "log.txt").read_text()
     assert "2 process(es)" in log and "total batch 4" in log
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
@@ -96,23 +122,24 @@ def test_elastic_restart_after_a_killed_worker_loses_nothing(world: Path, tmp_pa
         command = _torchrun("--nproc-per-node=2", "--max-restarts=1", "--rdzv-backend=c10d",
                             f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--rdzv-id=maedfer-elastic",
                             SCRIPT, *_pretrain_args(world, out, *args))
-        return subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
+        return _start(command, out.parent / f"{out.name}.err")
 
     reference = launch(tmp_path / "reference")
-    assert reference.wait(timeout=900) == 0, reference.stderr.read()[-3000:]
+    with _reaped([reference]):
+        assert reference.wait(timeout=900) == 0, _tail(tmp_path / "reference.err")
 
     out = tmp_path / "interrupted"
     run = launch(out)
-    deadline = time.time() + 600
-    while time.time() < deadline and not (out / "checkpoint-e0000-s0000004" / "client_state.pth").is_file():
-        time.sleep(0.01)
-    assert run.poll() is None, "the run finished before a worker could be killed"
-    workers = _children(run.pid)
-    assert len(workers) == 2, workers
-    os.kill(workers[1], signal.SIGKILL)
-    code = run.wait(timeout=900)
-    stderr = run.stderr.read()
+    with _reaped([run]):
+        deadline = time.time() + 600
+        while time.time() < deadline and not (out / "checkpoint-e0000-s0000004" / "client_state.pth").is_file():
+            time.sleep(0.01)
+        assert run.poll() is None, "the run finished before a worker could be killed"
+        workers = _children(run.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        code = run.wait(timeout=900)
+    stderr = _tail(tmp_path / "interrupted.err", 1 << 20)
     assert code == 0, stderr[-3000:]
     assert "exitcode: -9" in stderr, stderr[-3000:]  # torchrun saw the killed worker...
     log = (out / "log.txt").read_text()

@@ -80,7 +80,7 @@ class LabelEfficiencySettings:
     pretrain_batch: int = 16
     pretrain_lr: float = 1.5e-3
     labels_per_class: tuple[int, ...] = (4, 16, 64)
-    seeds: int = 3
+    seeds: int = 5
     probe_epochs: int = 100
     probe_batch: int = 16
     probe_lr: float = 1e-2
@@ -394,6 +394,7 @@ def save_plot(results: Mapping[str, Any], path: Path) -> Path:
                 if row["protocol"] == protocol and row["init"] == init]
         axes.scatter([d[0] for d in dots], [d[1] for d in dots], color=colour, s=8, alpha=0.4)
     axes.axhline(100 * results["chance"], color="grey", linewidth=1, linestyle=":", label="chance")
+    axes.set_ylim(0, 100)
     axes.set_xscale("log", base=2)
     counts = sorted({row["labels_per_class"] for row in results["summary"]})
     axes.set_xticks(counts, [str(k) for k in counts])

@@ -36,6 +36,7 @@ DEMO_CONFIGS = {
     REPO / "pretrain" / "configs" / "demo.yaml",
     REPO / "finetune" / "configs" / "demo.yaml",
     REPO / "finetune" / "configs" / "demo_scratch.yaml",
+    REPO / "finetune" / "configs" / "demo_linear_probe.yaml",
 }
 OFFICIAL_CONFIGS = [path for path in ALL_CONFIGS if path not in DEMO_CONFIGS]
 
@@ -454,7 +455,7 @@ def test_demo_finetuning_is_label_scarce_on_a_larger_pretraining_pool() -> None:
     assert fine.data.labels_per_class is not None and 7 * fine.data.labels_per_class < train_clips
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "demo_scratch.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo_scratch.yaml", "demo_linear_probe.yaml"])
 def test_demo_finetuning_model_matches_the_demo_pretraining(name: str, tmp_path: Path) -> None:
     pre = load_config(REPO / "pretrain" / "configs" / "demo.yaml")
     cfg = load_config(REPO / "finetune" / "configs" / name)

@@ -82,6 +82,9 @@ class LinearProbe(nn.Module):
             raise ValueError(f"a linear probe needs num_outputs >= 1, got {outputs} (set the model's num_classes)")
         width = _pooled_width(model)
         self.encoder = model
+        # Restored by to_classifier (some models keep parameters frozen on purpose, e.g. the LGI region head's unused
+        # last local stage).
+        self._trainable = frozenset(name for name, param in model.named_parameters() if param.requires_grad)
         self.encoder.requires_grad_(False)
         self.encoder.eval()
         self.head = nn.Sequential(OrderedDict(
@@ -144,7 +147,8 @@ class LinearProbe(nn.Module):
         model.head = folded
         if hasattr(model, "num_classes"):
             model.num_classes = fc.out_features
-        model.requires_grad_(True)
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in self._trainable or name.startswith("head."))
         return model
 
 

@@ -145,20 +145,6 @@ def _cached_feature_data(cfg: ExperimentConfig, probe: nn.Module, data: Any, dev
     return dataclasses.replace(data, train_loader=loader, train_sampler=sampler, train_dataset=cached)
 
 
-def _save_probe_as_classifier(path: Path, probe: nn.Module) -> None:
-    """Rewrite a linear probe's ``checkpoint-last.pth`` as the plain classifier it amounts to (the BatchNorm folded into
-    the linear head), so every tool loads it like a fine-tuned model; the resumable checkpoints keep the probe."""
-    from ..checkpoint import read_checkpoint, save_checkpoint
-    from ..models.wrappers import unwrap_model
-
-    payload = dict(read_checkpoint(path))
-    payload["model"] = unwrap_model(probe).to_classifier().state_dict()
-    if payload.pop("model_ema", None) is not None:
-        logger.warning("linear probe: checkpoint-last.pth keeps the folded probe, not its EMA weights")
-    save_checkpoint(payload, path)
-    logger.info("linear probe: %s holds the frozen encoder with the folded BatchNorm + linear head", path)
-
-
 def iterations_per_epoch(num_samples: int, batch_size: int, world_size: int, accum: int, cap: int | None) -> int:
     """Optimizer steps per epoch (``drop_last`` loaders, as the official recipes)."""
     batches = num_samples // world_size // batch_size
@@ -291,8 +277,6 @@ def run(cfg: ExperimentConfig) -> dict[str, Any]:
         source = Path(resume)
     trainer.resume(source)
     state = trainer.fit()
-    if cfg.train.linear_probe and is_main:
-        _save_probe_as_classifier(output_dir / "checkpoint-last.pth", backend.module)
 
     result: dict[str, Any] = {"output_dir": str(output_dir), "epochs": state.epoch, "steps": state.global_step,
                               "nonfinite_losses": state.nonfinite_losses, "skipped_steps": state.skipped_steps}

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -254,10 +255,17 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def cleanup() -> None:
-    """Destroys the default process group if one exists."""
-    if _group_active():
+    """Destroys the default process group if one exists (through DeepSpeed when it set the group up, so that its
+    cached sub-groups go too: a later engine in the same process would otherwise use the dead group's copies)."""
+    if not _group_active():
+        return
+    ds_comm = sys.modules.get("deepspeed.comm.comm")
+    backend = getattr(ds_comm, "cdb", None)
+    if backend is not None and backend.is_initialized():
+        ds_comm.destroy_process_group()
+    else:
         dist.destroy_process_group()
-        logger.debug("Destroyed the default process group.")
+    logger.debug("Destroyed the default process group.")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -254,9 +254,22 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return result
 
 
+def _restore_functional_linear() -> None:
+    """Undo DeepSpeed ZeRO-3's process-wide replacement of ``torch.nn.functional.linear`` (its memory-efficient
+    linear "persists unless manually reset"): later code in the process, e.g. fvcore's FLOP count, which sees the
+    replacement as an opaque Python op, gets the real function back."""
+    zero_init = sys.modules.get("deepspeed.runtime.zero.partition_parameters")
+    original = getattr(getattr(zero_init, "InsertPostInitMethodToModuleSubClasses", None), "linear_bk", None)
+    if original is not None and torch.nn.functional.linear is not original:
+        torch.nn.functional.linear = original
+        logger.debug("Restored torch.nn.functional.linear after DeepSpeed ZeRO-3.")
+
+
 def cleanup() -> None:
     """Destroys the default process group if one exists (through DeepSpeed when it set the group up, so that its
-    cached sub-groups go too: a later engine in the same process would otherwise use the dead group's copies)."""
+    cached sub-groups go too: a later engine in the same process would otherwise use the dead group's copies), and
+    gives ``torch.nn.functional.linear`` back if DeepSpeed ZeRO-3 replaced it."""
+    _restore_functional_linear()
     if not _group_active():
         return
     ds_comm = sys.modules.get("deepspeed.comm.comm")

@@ -647,3 +647,14 @@ def test_deepspeed_zero2_bf16_two_processes(tmp_path: Path) -> None:
     total = [ranks[0]["losses"][i] + ranks[1]["losses"][i] for i in range(4)]
     assert all(math.isfinite(v) for v in total)
     assert total[-1] < total[0]
+
+
+def test_cleanup_gives_back_the_linear_that_zero3_replaced(clean_launch_env: DistributedEnv) -> None:
+    """DeepSpeed ZeRO-3 swaps torch.nn.functional.linear for its memory-efficient version for the whole process;
+    cleanup() must restore the real one (fvcore counts, and every later model, depend on it)."""
+    real = torch._C._nn.linear  # what torch.nn.functional.linear is in a fresh process
+    model = make_model()
+    timed_setup(deepspeed_backend(3, "fp32"), model, OPTIM)
+    assert torch.nn.functional.linear is not real  # ZeRO-3 did replace it (otherwise this test checks nothing)
+    cleanup()
+    assert torch.nn.functional.linear is real

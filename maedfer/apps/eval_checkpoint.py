@@ -65,16 +65,10 @@ def _download(spec: str) -> Path:
     """The local file of a model card id or link, downloaded (verified, cached) by :func:`maedfer.hub.resolve_checkpoint`.
 
     Raises:
-        FileNotFoundError: :mod:`maedfer.hub` is not available, or it cannot provide the file; the message says how to
-            pass the file instead.
+        FileNotFoundError: The hub cannot provide the file; the message says how to pass the file instead.
     """
-    try:
-        from ..hub import HubError, resolve_checkpoint as hub_resolve
-    except ImportError:
-        raise FileNotFoundError(
-            f"--checkpoint {spec}: this installation cannot download it: download the file (a card lists its "
-            "sources), then pass --checkpoint FILE (and --model CARD_ID)"
-        ) from None
+    from ..hub import HubError, resolve_checkpoint as hub_resolve
+
     try:
         return Path(hub_resolve(spec))
     except HubError as error:
@@ -91,7 +85,7 @@ def resolve_checkpoint(text: str, *, fold: str | None = None, dataset: str | Non
     Raises:
         FileNotFoundError: Nothing exists under any of the names (the message names them).
     """
-    from .model_cards import find_card
+    from ..cards import find_card
     from .experiment import fold_name
 
     candidates = [text]

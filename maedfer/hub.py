@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .registry import create_model as _build_registered
 from .registry import is_model, list_models, model_entry
-from .utils import atomic_write, atomic_write_text
+from .utils import atomic_write, atomic_write_text, sha256_file
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -114,15 +114,6 @@ def is_offline(offline: bool | None = None) -> bool:
     if offline is not None:
         return bool(offline)
     return any(os.environ.get(name, "").strip().lower() in _TRUE for name in (OFFLINE_ENV, "HF_HUB_OFFLINE"))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(os.fspath(path), "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

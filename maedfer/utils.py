@@ -1,4 +1,4 @@
-"""Small utilities shared by the whole package: atomic file writes and argument checks.
+"""Small utilities shared by the whole package: atomic file writes, file hashes and argument checks.
 
 Atomic writes go through a temporary file in the target folder, are flushed to disk and renamed
 onto the target, so an interrupted write never leaves a truncated file behind.
@@ -7,6 +7,7 @@ onto the target, so an interrupted write never leaves a truncated file behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_int"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_int", "sha256_file"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes], Path], object]) -> Path:
@@ -105,3 +106,12 @@ def check_int(value: object, name: str, minimum: int = 1) -> int:
         wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
         raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return int(value)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(os.fspath(path), "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

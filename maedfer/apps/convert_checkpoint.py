@@ -48,6 +48,7 @@ from maedfer.checkpoint import (
     stored_label_names,
 )
 from maedfer.hub import HubError
+from maedfer.utils import sha256_file
 from maedfer.apps.model_cards import (
     CARDS_FOLDER,
     ModelCard,
@@ -58,13 +59,6 @@ from maedfer.apps.model_cards import (
 )
 
 EXPECTED_ERRORS = (FileNotFoundError, CheckpointError, ValueError, KeyError, HubError, ImportError)
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    from ..hub import sha256_file
-
-    return sha256_file(path)
 
 
 def one_line(error: BaseException, max_lines: int = 4) -> str:
@@ -115,7 +109,7 @@ def convert(args: argparse.Namespace, command: str) -> int:
         if card.path is not None and card_out.resolve() == card.path.resolve():
             raise ValueError(f"--card-out {card_out} would overwrite the card it is made from")
 
-    metadata = {"source": args.source.name, "source_sha256": sha256_of(args.source), "format": "maedfer"}
+    metadata = {"source": args.source.name, "source_sha256": sha256_file(args.source), "format": "maedfer"}
     if card is not None:
         if card.sha256 is not None and card.sha256 != metadata["source_sha256"]:
             raise ValueError(
@@ -147,7 +141,7 @@ def convert(args: argparse.Namespace, command: str) -> int:
             raise CheckpointError(
                 f"{args.target} was written, but it does not load into the card's model {card.model}: {error}"
             ) from error
-        target_sha256 = sha256_of(args.target)
+        target_sha256 = sha256_file(args.target)
         text = card_for_converted(
             card, target_sha256, args.target, source_sha256=metadata["source_sha256"],
             source_name=args.source.name, command=command, load_check=load_check,

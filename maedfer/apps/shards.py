@@ -33,7 +33,7 @@ from typing import Any
 
 from ..data.annotations import ANNOTATION_KINDS, AnnotationRow, read_annotations
 from ..data.readers import IMAGE_SUFFIXES, list_frames
-from ..utils import atomic_write, atomic_write_text
+from ..utils import atomic_write, atomic_write_text, sha256_file
 
 __all__ = ["ShardJob", "build_parser", "collection_rows", "fingerprint", "main", "write_shard", "write_shards"]
 
@@ -112,15 +112,7 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
 
     path = atomic_write(job.path, write)
     return {"name": path.name, "start": job.start, "stop": job.start + len(job.rows), "count": len(samples),
-            "bytes": path.stat().st_size, "sha256": _sha256(path), "missing": missing}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+            "bytes": path.stat().st_size, "sha256": sha256_file(path), "missing": missing}
 
 
 def fingerprint(rows: Sequence[AnnotationRow], clips_per_shard: int, frame_ext: str) -> str:
@@ -154,7 +146,7 @@ def _kept_shards(index_path: Path, out: Path, expected: str, overwrite: bool) ->
     kept = {}
     for entry in old.get("shards", []):
         shard = out / entry["name"]
-        if shard.is_file() and shard.stat().st_size == entry.get("bytes") and _sha256(shard) == entry.get("sha256"):
+        if shard.is_file() and shard.stat().st_size == entry.get("bytes") and sha256_file(shard) == entry.get("sha256"):
             kept[int(entry["number"])] = entry
         else:
             logger.warning("%s is missing or differs from the index; writing it again", shard)

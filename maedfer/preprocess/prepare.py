@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import logging
 import math
 import os
@@ -20,7 +19,7 @@ from typing import Union
 
 from ..data.annotations import AnnotationError, AnnotationRow, write_annotations
 from ..data.registry import DatasetInfo, dataset_info
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, sha256_file
 
 __all__ = [
     "CREMA_D_BROKEN_CLIPS",
@@ -238,15 +237,6 @@ def join_path(root: PathLike, *parts: str) -> str:
     if base == ".":
         return "/".join(pieces)
     return base.rstrip("/") + "/" + "/".join(pieces)
-
-
-def sha256_file(path: PathLike) -> str:
-    """sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _require_file(path: Path, what: str, hint: str = "") -> Path:

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..config import ExperimentConfig, dump_config, load_config
+from ..engine.distributed import cleanup
 from .experiment import (
     folds_summary_dir,
     parse_folds,
@@ -368,8 +370,18 @@ def main(
     from .launchers import launcher_overrides
 
     overrides = [*launcher_overrides(args), *args.overrides]
-    if args.eval or args.checkpoint is not None:
-        return _evaluate_only(args, overrides, default_config)
+    had_group = dist.is_available() and dist.is_initialized()
+    try:
+        if args.eval or args.checkpoint is not None:
+            return _evaluate_only(args, overrides, default_config)
+        return _train(args, overrides, default_config)
+    finally:
+        if not had_group:  # the group this run created goes before the interpreter exits (gloo aborts otherwise)
+            cleanup()
+
+
+def _train(args: argparse.Namespace, overrides: Sequence[str], default_config: str | Path | None) -> dict[str, Any]:
+    """Training: one configuration, or every fold of ``args.folds`` followed by the fold summary."""
     config = args.config if args.config is not None else default_config
     cfg = load_config(config, overrides)
     folds = parse_folds(args.folds)

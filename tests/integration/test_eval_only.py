@@ -128,6 +128,24 @@ def test_torchrun_two_processes(run: Path, tmp_path: Path) -> None:
     assert "2 process(es)" in (tmp_path / "log.txt").read_text()
 
 
+def _eval_worker(rank: int, port: int, checkpoint: str, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    main(["--eval", "--checkpoint", checkpoint, "--output-dir", out])
+    # the group main() created is gone before the process exits: gloo aborts an exiting process that still holds one
+    # ("terminate called without an active exception", pytorch/pytorch#190489)
+    Path(out, f"group_left_{rank}").write_text(str(torch.distributed.is_initialized()))
+
+
+def test_main_destroys_the_process_group_it_created(run: Path, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_eval_worker, args=(free_port(), str(run / "checkpoint-last.pth"), str(tmp_path)), nprocs=2, join=True)
+    assert [(tmp_path / f"group_left_{rank}").read_text() for rank in (0, 1)] == ["False", "False"]
+    assert _metrics(tmp_path) == _metrics(run)
+
+
 def test_predictions_csv_names_every_clip(run: Path, tmp_path: Path) -> None:
     _eval(run, tmp_path, "--checkpoint", str(run / "checkpoint-last.pth"))
     with (tmp_path / "test_predictions.csv").open() as handle:

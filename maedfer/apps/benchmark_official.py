@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 import maedfer
 from maedfer.compile import compile_model, optimize_for_inference
-from maedfer.engine.backends import autocast_context
+from maedfer.engine.backends import autocast_context, resolve_precision
 from maedfer.models import example_inputs
 from maedfer.apps.profiling import device_description
 from maedfer.tasks import VideoReconstructionObjective
@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     machine = device_description(device)
+    if any(precision != "fp32" for precision in args.precision):
+        resolve_precision("bf16", device)  # warns where the CPU has no native bf16 (hours instead of minutes)
     print(f"# {machine}; median of {args.repeats} alternating runs after {args.warmup} warm-up; ratio = official / maedfer")
     print(f"{'system':<10} {'case':<14} {'precision':<13} {'official s':>10} {'maedfer s':>10} {'ratio':>6}")
     rows = []

@@ -328,7 +328,11 @@ def device_description(device: torch.device) -> str:
     with contextlib.suppress(OSError, StopIteration):
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    return f"{cpu}, {torch.get_num_threads()} threads; torch {torch.__version__}"
+    from ..engine.backends import cpu_has_native_bf16
+
+    isa = torch.backends.cpu.get_cpu_capability()
+    bf16 = "" if cpu_has_native_bf16() else ", no native bf16"
+    return f"{cpu} ({isa}{bf16}), {torch.get_num_threads()} threads; torch {torch.__version__}"
 
 
 # --------------------------------------------------------------------------------------------- reports

@@ -171,26 +171,22 @@ def to_normalized_tensor(
     _check_frames(frames)
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values, got {len(mean)} and {len(std)}")
-    # A uint8 input has 256 possible values per channel: each output is looked up in a table computed with the
-    # same three float32 operations, ((x / 255) - mean) / std, so the result is bit-identical to computing it
-    # element by element, in one pass that also writes the (3, L, H, W) layout. Any strides work (flipped views).
-    table = _normalize_table(tuple(float(v) for v in mean), tuple(float(v) for v in std))
-    out = np.empty((3, *frames.shape[:3]), dtype=np.float32)
-    for channel in range(3):
-        np.take(table[channel], frames[..., channel], out=out[channel])
-    return torch.from_numpy(out)
+    # The official order of float32 operations (x / 255, - mean, / std), each one vectorised pass over the clip in
+    # the (3, L, H, W) layout: IEEE division and subtraction give the same bits at every element.
+    if any(stride < 0 for stride in frames.strides):  # flipped views: torch takes no negative strides
+        frames = np.ascontiguousarray(frames)
+    clip = torch.from_numpy(frames).permute(3, 0, 1, 2)
+    out = torch.empty(clip.shape, dtype=torch.float32)
+    out.copy_(clip)
+    mean_t, std_t = _channel_constants(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    return out.div_(255).sub_(mean_t).div_(std_t)
 
 
 @functools.lru_cache(maxsize=8)
-def _normalize_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
-    """``(3, 256)`` float32 table of ``((v / 255) - mean[c]) / std[c]``, computed in float32 by torch."""
-    values = torch.arange(256, dtype=torch.float32).unsqueeze(0).expand(3, 256).clone()
-    mean_t = torch.tensor(mean, dtype=torch.float32).unsqueeze(1)
-    std_t = torch.tensor(std, dtype=torch.float32).unsqueeze(1)
-    values.div_(255).sub_(mean_t).div_(std_t)
-    table = values.numpy()
-    table.setflags(write=False)
-    return table
+def _channel_constants(mean: tuple[float, float, float], std: tuple[float, float, float]) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` as float32 ``(3, 1, 1, 1)`` tensors."""
+    return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1),
+            torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1))
 
 
 @dataclass(frozen=True, order=True)

@@ -267,6 +267,19 @@ def test_to_normalized_tensor_values_and_layout() -> None:
     assert abs(float(out[0, 1, 0, 0]) - expected(0, 0)) < 1e-6
 
 
+def test_to_normalized_tensor_is_bit_exact_float32_arithmetic_for_every_value() -> None:
+    """Every uint8 value of every channel, also through a flipped view: exactly float32 ((v / 255) - mean) / std."""
+    values = np.arange(256, dtype=np.uint8)
+    frames = np.stack([np.roll(values, 17 * c) for c in range(3)], axis=-1).reshape(2, 8, 16, 3)
+    for clip in (frames, frames[:, :, ::-1]):
+        out = to_normalized_tensor(clip).numpy()
+        for channel in range(3):
+            v = clip[..., channel].astype(np.float32)
+            expected = (v / np.float32(255) - np.float32(MEAN[channel])) / np.float32(STD[channel])
+            assert expected.dtype == np.float32
+            assert np.array_equal(out[channel], expected)
+
+
 def test_test_views_default_drop_duplicate_crops() -> None:
     assert TestViews(2, 2).views() == [TestView(0, 0), TestView(1, 0)]
     official = TestViews(2, 2, official_duplicate_crops=True).views()

@@ -103,6 +103,9 @@ def affine_matrix(op: AugmentOpDraw, height: int, width: int) -> np.ndarray:
 def _warp(frames: np.ndarray, matrix: np.ndarray, fill: Sequence[int]) -> np.ndarray:
     """Bilinear affine warp of a whole clip (one sampling grid for every frame), uncovered pixels ``fill``.
 
+    The frames are the channels of one image, so the grid and its weights are computed once; pixels near the
+    border blend towards ``fill`` by the share of their 2 x 2 neighbourhood that lies outside the frame.
+
     Args:
         frames: ``uint8 (L, H, W, 3)``.
         matrix: Inverse map from :func:`affine_matrix` (composed).
@@ -112,16 +115,17 @@ def _warp(frames: np.ndarray, matrix: np.ndarray, fill: Sequence[int]) -> np.nda
         ``uint8 (L, H, W, 3)``.
     """
     length, height, width, _ = frames.shape
-    ys, xs = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
-    src_x = matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]
-    src_y = matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]
-    grid = np.stack([src_x * (2.0 / width) - 1.0, src_y * (2.0 / height) - 1.0], axis=-1).astype(np.float32)
-    grid_t = torch.from_numpy(grid).unsqueeze(0).expand(length, height, width, 2)
-    fill_t = torch.tensor([float(v) for v in fill], dtype=torch.float32).view(1, 3, 1, 1)
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() - fill_t
-    out = F.grid_sample(clip, grid_t, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out = out.add_(fill_t).round_().clamp_(0, 255).to(torch.uint8)
-    return out.permute(0, 2, 3, 1).contiguous().numpy()
+    # pixel coordinates (centres at i + 0.5) -> grid_sample's [-1, 1] coordinates (align_corners=False)
+    to_unit = np.array([[2.0 / width, 0.0, -1.0], [0.0, 2.0 / height, -1.0], [0.0, 0.0, 1.0]])
+    theta = (to_unit @ matrix @ np.linalg.inv(to_unit))[:2]
+    grid = F.affine_grid(torch.tensor(theta, dtype=torch.float32)[None], [1, 1, height, width], align_corners=False)
+    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).reshape(1, 3 * length, height, width)
+    out = F.grid_sample(clip.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = F.grid_sample(torch.ones(1, 1, height, width), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    fill_t = torch.tensor([float(v) for v in fill], dtype=torch.float32).view(3, 1, 1, 1)
+    out = out.view(3, length, height, width).add_(fill_t * (1.0 - inside[0]))
+    return out.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
 
 
 def _grey(frames: np.ndarray) -> np.ndarray:
@@ -153,6 +157,17 @@ def _lookup_per_frame(frames: np.ndarray, tables: np.ndarray) -> np.ndarray:
     for index in range(length):
         image = Image.frombuffer("RGB", (width, height), frames[index], "raw", "RGB", 0, 1)
         out[index] = np.asarray(image.point(tables[index].reshape(-1).tolist()))
+    return out
+
+
+def _lookup(frames: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Map every value of ``uint8 (L, H, W, 3)`` through one ``uint8 (256,)`` table: PIL's C ``point`` on the clip
+    seen as one greyscale image (faster than numpy's ``take``)."""
+    frames = np.ascontiguousarray(frames)
+    length, height, width, _ = frames.shape
+    image = Image.frombuffer("L", (width * 3, length * height), frames, "raw", "L", 0, 1)
+    out = np.empty_like(frames)  # writable (PIL's buffer is not)
+    out.reshape(-1)[:] = np.asarray(image.point(table.tolist())).reshape(-1)
     return out
 
 
@@ -234,7 +249,7 @@ def _colour_op(frames: np.ndarray, name: str, args: Sequence[float | int]) -> np
         return _sharpness(frames, float(args[0]))
     else:
         raise ValueError(f"unknown RandAugment operation {name!r}")
-    return np.take(_round_u8(table), frames)
+    return _lookup(frames, _round_u8(table))
 
 
 class FastRandAugment:

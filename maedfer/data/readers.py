@@ -171,12 +171,15 @@ def list_frames(folder: PathLike, ext: str = "jpg") -> list[Path]:
 
 
 def _decode_image(path: Path) -> np.ndarray:
-    """Decode one image as ``uint8 (H, W, 3)`` RGB with ``PIL.Image.open(path).convert("RGB")``."""
+    """Decode one image as ``uint8 (H, W, 3)`` RGB, the pixels of ``PIL.Image.open(path).convert("RGB")`` (an RGB
+    file is not converted, which would only copy it)."""
     image_module = _import_pil()
     try:
         with image_module.open(path) as image:
-            rgb = image.convert("RGB")
-        return np.asarray(rgb)
+            if image.mode == "RGB":
+                image.load()
+                return np.asarray(image)
+            return np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as exc:
         raise ClipReadError(path, f"Pillow could not decode the image ({type(exc).__name__}: {_short(exc)})") from exc
 
@@ -247,8 +250,22 @@ class FrameFolderReader:
             image = _decode_image(self.path)
             return np.ascontiguousarray(np.broadcast_to(image, (len(index_list), *image.shape)))
         index_list = _as_index_list(indices, len(self), self.path)
-        decoded = {index: _decode_image(self.frame_paths[index]) for index in sorted(set(index_list))}
-        return _gather(decoded, index_list, self.path)
+        out: np.ndarray | None = None
+        first_position: dict[int, int] = {}  # frame index -> where it was decoded to
+        for position, index in enumerate(index_list):  # decoded straight into the clip array, repeats copied
+            if index in first_position:
+                out[position] = out[first_position[index]]  # type: ignore[index]  (set when decoded)
+                continue
+            frame = _decode_image(self.frame_paths[index])
+            if out is None:
+                out = np.empty((len(index_list), *frame.shape), dtype=np.uint8)
+            elif frame.shape != out.shape[1:]:
+                raise ClipReadError(self.path, f"frame {index} has shape {frame.shape}, frame {index_list[0]} has "
+                                               f"{out.shape[1:]}")
+            out[position] = frame
+            first_position[index] = position
+        assert out is not None  # index_list is never empty
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

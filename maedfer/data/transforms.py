@@ -173,13 +173,19 @@ def to_normalized_tensor(
         raise ValueError(f"mean and std need 3 values, got {len(mean)} and {len(std)}")
     # The official order of float32 operations (x / 255, - mean, / std), each one vectorised pass over the clip in
     # the (3, L, H, W) layout: IEEE division and subtraction give the same bits at every element.
-    if any(stride < 0 for stride in frames.strides):  # flipped views: torch takes no negative strides
+    # torch takes no negative strides: a flipped view (the horizontal flip) is normalised unflipped and the float
+    # result flipped back, which is cheaper than copying the uint8 view
+    if frames.strides[3] < 0:
         frames = np.ascontiguousarray(frames)
+    flipped = [axis for axis in range(3) if frames.strides[axis] < 0]
+    if flipped:
+        frames = np.flip(frames, axis=flipped)
     clip = torch.from_numpy(frames).permute(3, 0, 1, 2)
     out = torch.empty(clip.shape, dtype=torch.float32)
     out.copy_(clip)
     mean_t, std_t = _channel_constants(tuple(float(v) for v in mean), tuple(float(v) for v in std))
-    return out.div_(255).sub_(mean_t).div_(std_t)
+    out = out.div_(255).sub_(mean_t).div_(std_t)
+    return out.flip([axis + 1 for axis in flipped]) if flipped else out
 
 
 @functools.lru_cache(maxsize=8)

@@ -268,10 +268,10 @@ def test_to_normalized_tensor_values_and_layout() -> None:
 
 
 def test_to_normalized_tensor_is_bit_exact_float32_arithmetic_for_every_value() -> None:
-    """Every uint8 value of every channel, also through a flipped view: exactly float32 ((v / 255) - mean) / std."""
+    """Every uint8 value of every channel, also through flipped views: exactly float32 ((v / 255) - mean) / std."""
     values = np.arange(256, dtype=np.uint8)
     frames = np.stack([np.roll(values, 17 * c) for c in range(3)], axis=-1).reshape(2, 8, 16, 3)
-    for clip in (frames, frames[:, :, ::-1]):
+    for clip in (frames, frames[:, :, ::-1], frames[::-1, ::-1], frames[..., ::-1]):
         out = to_normalized_tensor(clip).numpy()
         for channel in range(3):
             v = clip[..., channel].astype(np.float32)

@@ -113,6 +113,8 @@ class DataConfig:
         prefetch_factor: Batches loaded in advance by each worker (with ``num_workers > 0``).
         persistent_workers: Keep the workers between epochs; the sampler then hands every worker the epoch with
             each index, so the augmentation draws stay those of ``(seed, epoch, index)``.
+        retain_freed_memory: Loader processes keep freed memory for the next clip instead of returning it to the
+            kernel (glibc; see ``maedfer.data.allocator``): saves thousands of page faults per clip.
         mask_type: Video mask for pre-training (``"tube"``, ``"part_window"`` or ``"random"``; ``None``: the model's
             default). An encoder that cannot take the kind (e.g. a random mask for the LGI-Former) is an error
             saying why.
@@ -169,6 +171,7 @@ class DataConfig:
     pin_memory: bool = True
     prefetch_factor: int = 2
     persistent_workers: bool = False
+    retain_freed_memory: bool = True
     mask_type: str | None = None
     mask_window: list[int] | None = None
     mask_ratio: float = 0.9

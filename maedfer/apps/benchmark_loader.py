@@ -13,8 +13,12 @@ every 25 frames, 16 kHz wav):
 * ``cremad_av_train``: frames as ``dfew_train`` plus the wav cut -> 128-bin fbank with the random gain.
 
 ``--official-root`` is a folder holding checkouts of MAE-DFER and HiCMAE; their dataset classes are imported from
-there at run time. Every variant reads the same files; the variants are timed alternately in one process with one
-torch thread (= one DataLoader worker) and the median over ``--repeats`` passes is reported.
+there at run time. Every variant reads the same files. Each column (official, exact, fast) lives in its own process
+with one torch thread, as one DataLoader worker does; the processes take turns pass after pass (one runs at a time,
+so machine drift hits all alike) and the median over ``--repeats`` passes is reported. maedfer's processes keep freed
+memory as its loader workers do (:mod:`maedfer.data.allocator`, ``data.retain_freed_memory``); the official one runs
+with the C library's defaults, as the official loader does, unless ``--official-retains-memory`` gives it the same
+setting (then only the pipelines differ).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from maedfer.apps.profiling import device_description
+from maedfer.data.allocator import retain_freed_memory
 from maedfer.data.augment import FinetuneTrainTransform
 from maedfer.data.fast_pipeline import FastFinetuneTrainTransform
 from maedfer.data.pretrain_datasets import MaskSpec, PretrainClipDataset
@@ -46,6 +52,7 @@ from maedfer.data.video_datasets import AudioConfig, VideoClipDataset
 logger = logging.getLogger("benchmark_loader")
 
 AUDIOSET_STATS = (-4.2677393, 4.5689974)
+CASES = ("dfew_train", "dfew_test", "voxceleb2_pretrain", "cremad_av_train")
 
 
 def import_official(root: Path, repo: str, module: str) -> ModuleType:
@@ -192,19 +199,70 @@ def make_files(world: Path | None) -> dict[str, Path]:
     }
 
 
-def time_alternately(variants: dict[str, Callable[[int], Any]], items: int, repeats: int) -> dict[str, float]:
-    """Median ms per item of each variant, the variants taking turns pass after pass."""
-    for load in variants.values():
-        load(0)  # warm-up: imports, first open
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for repeat in range(repeats):
-        for name, load in variants.items():
-            np.random.seed(repeat)  # the official classes draw from the global generators
-            start = time.perf_counter()
-            for index in range(items):
-                load(index)
-            samples[name].append((time.perf_counter() - start) * 1000 / items)
-    return {name: statistics.median(values) for name, values in samples.items()}
+def _column_process(connection: Any, column: str, official_root: Path | None, files: dict[str, Path],
+                    retain: bool) -> None:
+    """One column's loaders in this process: answers ``(case, items, seed)`` with ms per item, ``None`` ends it."""
+    torch.set_num_threads(1)
+    if retain:
+        retain_freed_memory()
+    if column == "official":
+        assert official_root is not None
+        variants = official_variants(official_root, files)
+    else:
+        variants = maedfer_variants(files, "fast" if column == "fast" else "official")
+    connection.send("ready")
+    while (request := connection.recv()) is not None:
+        case, items, seed = request
+        np.random.seed(seed)  # the official classes draw from the global generators
+        start = time.perf_counter()
+        for index in range(items):
+            variants[case](index)
+        connection.send((time.perf_counter() - start) * 1000 / items)
+
+
+class ColumnProcesses:
+    """The columns' processes; :meth:`time_case` lets them take turns on one case."""
+
+    def __init__(self, columns: list[str], official_root: Path | None, files: dict[str, Path],
+                 official_retains_memory: bool) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.connections: dict[str, Any] = {}
+        self.processes = []
+        for column in columns:
+            parent, child = context.Pipe()
+            retain = column != "official" or official_retains_memory
+            process = context.Process(target=_column_process, args=(child, column, official_root, files, retain),
+                                      daemon=True)
+            process.start()
+            self.connections[column], _ = parent, self.processes.append(process)
+        for column, connection in self.connections.items():
+            if connection.recv() != "ready":
+                raise RuntimeError(f"the {column} process did not start")
+
+    def time_case(self, case: str, items: int, repeats: int) -> dict[str, float]:
+        """Median ms per item of each column on ``case``, the columns taking turns pass after pass."""
+        samples: dict[str, list[float]] = {column: [] for column in self.connections}
+        for repeat in range(-1, repeats):  # pass -1 warms up (first opens, imports)
+            for column, connection in self.connections.items():
+                connection.send((case, items if repeat >= 0 else 1, max(repeat, 0)))
+                elapsed = connection.recv()
+                if repeat >= 0:
+                    samples[column].append(elapsed)
+        return {column: statistics.median(values) for column, values in samples.items()}
+
+    def close(self) -> None:
+        for connection in self.connections.values():
+            connection.send(None)
+        for process in self.processes:
+            process.join(timeout=30)
+
+
+def _scaling_worker_init(worker_id: int) -> None:
+    """A DataLoader worker as maedfer's loaders set it up: one torch thread, freed memory kept."""
+    torch.set_num_threads(1)
+    retain_freed_memory()
 
 
 def worker_scaling(files: dict[str, Path], workers: list[int], items: int) -> list[tuple[int, float]]:
@@ -220,7 +278,7 @@ def worker_scaling(files: dict[str, Path], workers: list[int], items: int) -> li
     for count in workers:
         loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=4, num_workers=count,
                             collate_fn=skip_bad_samples_collate, prefetch_factor=4 if count else None,
-                            worker_init_fn=lambda _: torch.set_num_threads(1))
+                            worker_init_fn=_scaling_worker_init)
         next(iter(loader))  # start-up excluded from the rate below? no: measure a full pass after a warm one
         start = time.perf_counter()
         for _ in loader:
@@ -235,29 +293,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", type=Path, default=None, help="folder for (or with) the generated files")
     parser.add_argument("--items", type=int, default=12, help="items per timed pass")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--cases", nargs="*", default=None, help="subset of the cases")
+    parser.add_argument("--cases", nargs="*", default=None, choices=CASES, help="subset of the cases")
     parser.add_argument("--workers", type=int, nargs="*", default=[], help="DataLoader worker counts to scale over")
+    parser.add_argument("--official-retains-memory", action="store_true",
+                        help="give the official process maedfer's allocator setting too (compare pipelines only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     files = make_files(args.world)
-    columns = {"exact": maedfer_variants(files, "official"), "fast": maedfer_variants(files, "fast")}
-    if args.official_root is not None:
-        columns = {"official": official_variants(args.official_root, files), **columns}
-    cases = args.cases or list(columns["fast"])
+    columns = (["official"] if args.official_root is not None else []) + ["exact", "fast"]
+    cases = args.cases or list(CASES)
     header = f"{'case':<20}" + "".join(f"{name + ' ms':>12}" for name in columns)
     if "official" in columns:
         header += f"{'official/exact':>16}{'official/fast':>15}"
-    print(f"# ms per item, 1 process, 1 torch thread, {args.items} items x {args.repeats} passes (median)")
+    official_memory = "kept like maedfer's" if args.official_retains_memory else "C library defaults"
+    print(f"# ms per item, one process per column, 1 torch thread, {args.items} items x {args.repeats} passes "
+          f"(median); {device_description(torch.device('cpu'))}; official process: freed memory {official_memory}")
     print(header)
-    for case in cases:
-        timings = time_alternately({name: variants[case] for name, variants in columns.items()}, args.items,
-                                   args.repeats)
-        line = f"{case:<20}" + "".join(f"{timings[name]:>12.1f}" for name in columns)
-        if "official" in columns:
-            line += f"{timings['official'] / timings['exact']:>15.2f}x{timings['official'] / timings['fast']:>14.2f}x"
-        print(line, flush=True)
+    processes = ColumnProcesses(columns, args.official_root, files, args.official_retains_memory)
+    try:
+        for case in cases:
+            timings = processes.time_case(case, args.items, args.repeats)
+            line = f"{case:<20}" + "".join(f"{timings[name]:>12.1f}" for name in columns)
+            if "official" in columns:
+                line += (f"{timings['official'] / timings['exact']:>15.2f}x"
+                         f"{timings['official'] / timings['fast']:>14.2f}x")
+            print(line, flush=True)
+    finally:
+        processes.close()
     if args.workers:
         print("\n# fast dfew_train through a DataLoader (batch 4): items/s and items/s per worker")
         for count, rate in worker_scaling(files, args.workers, max(32, args.items * 4)):

@@ -611,6 +611,7 @@ def random_erasing_clip(
     max_tries: int = 100,
     mode: str = "pixel",
     count: int = 1,
+    inplace: bool = False,
 ) -> Tensor:
     """Random erasing in "cube" mode: one rectangle at the same place in every frame.
 
@@ -622,7 +623,7 @@ def random_erasing_clip(
     ``"const"`` zeros (all in normalised space).
 
     Args:
-        video: ``(C, L, H, W)`` float tensor (not modified).
+        video: ``(C, L, H, W)`` float tensor (modified only with ``inplace``).
         rng: NumPy generator.
         prob: Probability of erasing the clip.
         area: Range of the rectangle area as a fraction of the frame.
@@ -630,9 +631,10 @@ def random_erasing_clip(
         max_tries: Attempts to fit a rectangle.
         mode: ``"pixel"``, ``"rand"`` or ``"const"``.
         count: Number of rectangles (the official ``--recount 1``).
+        inplace: Erase in ``video`` itself instead of a copy (for a clip nothing else holds).
 
     Returns:
-        ``(C, L, H, W)`` tensor (a new tensor when something was erased, else the input).
+        ``(C, L, H, W)`` tensor (a new tensor when something was erased and ``inplace`` is false, else the input).
 
     Raises:
         ValueError: On an unknown ``mode``.
@@ -646,7 +648,7 @@ def random_erasing_clip(
     if rng.random() >= prob:
         return video
     chans, frames, height, width = video.shape
-    out = video.clone()
+    out = video if inplace else video.clone()
     log_lo, log_hi = math.log(aspect_lo), math.log(aspect_hi)
     for _ in range(count):
         for _ in range(max_tries):

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..audio import FbankConfig
 from ..models.contract import input_modalities
+from . import allocator
 from .augment import FinetuneTrainTransform, Mixup
 from .fast_pipeline import FastFinetuneTrainTransform, check_pipeline
 from .pretrain_datasets import MaskSpec, PretrainAudioConfig, PretrainClipDataset, collate_pretrain
@@ -83,8 +84,11 @@ class DataBundle:
 
 
 def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin_memory: bool, drop_last: bool,
-            collate, prefetch_factor: int = 2, persistent_workers: bool = False) -> DataLoader:
+            collate, prefetch_factor: int = 2, persistent_workers: bool = False,
+            retain_freed_memory: bool = True) -> DataLoader:
     workers = num_workers > 0
+    if retain_freed_memory and not workers:
+        allocator.retain_freed_memory()  # the items are loaded in this process
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -99,6 +103,7 @@ def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin
         # Persistent workers keep their dataset copy (and its epoch): the training sampler then sends
         # (epoch, index) pairs, so the draws do not depend on it (see ResumableDistributedSampler.with_epoch).
         persistent_workers=persistent_workers and workers,
+        worker_init_fn=allocator.loader_worker_init if retain_freed_memory and workers else None,
     )
 
 
@@ -189,7 +194,8 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
     num_classes = 0
     pipeline = check_pipeline(data.pipeline)
     loader_options = dict(num_workers=data.num_workers, pin_memory=data.pin_memory,
-                          prefetch_factor=data.prefetch_factor, persistent_workers=data.persistent_workers)
+                          prefetch_factor=data.prefetch_factor, persistent_workers=data.persistent_workers,
+                          retain_freed_memory=data.retain_freed_memory)
     if task == "pretrain":
         embed = model.encoder.patch_embed
         kind, window = pretraining_mask(model.encoder, data.mask_type, data.mask_window)
@@ -285,7 +291,7 @@ def _eval_loader(ds: Dataset, data: Any, *, collate: Any, rank: int, world_size:
     sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
     return _loader(ds, data.batch_size, sampler=sampler, drop_last=False, collate=collate,
                    num_workers=data.num_workers, pin_memory=data.pin_memory, prefetch_factor=data.prefetch_factor,
-                   persistent_workers=data.persistent_workers)
+                   persistent_workers=data.persistent_workers, retain_freed_memory=data.retain_freed_memory)
 
 
 def build_test_loader(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: int = 1) -> DataLoader:
@@ -329,7 +335,8 @@ def _sharded_bundle(cfg: Any, decoder: Dataset, collate, *, rank: int, world_siz
     if data.persistent_workers:
         logger.info("data.persistent_workers is ignored with shards (every epoch starts its streams anew)")
     loader = ShardLoader(dataset, batch_size=data.batch_size, collate=collate, num_workers=data.num_workers,
-                         batches_per_epoch=batches, pin_memory=data.pin_memory, prefetch_factor=data.prefetch_factor)
+                         batches_per_epoch=batches, pin_memory=data.pin_memory, prefetch_factor=data.prefetch_factor,
+                         retain_freed_memory=data.retain_freed_memory)
     logger.info("%d shards, %d clips; %d batches of %d per rank per epoch (%d rank(s) x %d stream(s))", len(shards),
                 len(dataset), batches, data.batch_size, world_size, max(data.num_workers, 1))
 

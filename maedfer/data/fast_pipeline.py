@@ -119,13 +119,17 @@ def _warp(frames: np.ndarray, matrix: np.ndarray, fill: Sequence[int]) -> np.nda
     to_unit = np.array([[2.0 / width, 0.0, -1.0], [0.0, 2.0 / height, -1.0], [0.0, 0.0, 1.0]])
     theta = (to_unit @ matrix @ np.linalg.inv(to_unit))[:2]
     grid = F.affine_grid(torch.tensor(theta, dtype=torch.float32)[None], [1, 1, height, width], align_corners=False)
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).reshape(1, 3 * length, height, width)
-    out = F.grid_sample(clip.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    clip = torch.empty((3, length, height, width), dtype=torch.float32)
+    clip.copy_(torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2))  # one converting pass
+    out = F.grid_sample(clip.view(1, 3 * length, height, width), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
     inside = F.grid_sample(torch.ones(1, 1, height, width), grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
     fill_t = torch.tensor([float(v) for v in fill], dtype=torch.float32).view(3, 1, 1, 1)
-    out = out.view(3, length, height, width).add_(fill_t * (1.0 - inside[0]))
-    return out.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
+    out = out.view(3, length, height, width).add_(fill_t * (1.0 - inside[0])).round_().clamp_(0, 255)
+    warped = torch.empty((length, height, width, 3), dtype=torch.uint8)
+    warped.permute(3, 0, 1, 2).copy_(out)  # whole numbers already: the cast is exact
+    return warped.numpy()
 
 
 def _grey(frames: np.ndarray) -> np.ndarray:
@@ -347,5 +351,5 @@ class FastFinetuneTrainTransform(FinetuneTrainTransform):
             frames = frames[:, :, ::-1]
         video = to_normalized_tensor(frames)
         if self.reprob > 0:
-            video = random_erasing_clip(video, rng, prob=self.reprob, mode=self.erase_mode)
+            video = random_erasing_clip(video, rng, prob=self.reprob, mode=self.erase_mode, inplace=True)
         return video

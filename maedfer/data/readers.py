@@ -398,8 +398,10 @@ class _PyAVBackend:
 
     def _pts_to_index(self, pts: int) -> int:
         assert self._time_base is not None and self._rate is not None and self._start_pts is not None
-        position = (pts - self._start_pts) * self._time_base * self._rate
-        return int(np.floor(position + Fraction(1, 2)))
+        # floor((pts - start) * time_base * rate + 1/2) in integers (Fraction arithmetic cost ~0.3 ms a frame)
+        numerator = self._time_base.numerator * self._rate.numerator
+        denominator = self._time_base.denominator * self._rate.denominator
+        return (2 * (pts - self._start_pts) * numerator + denominator) // (2 * denominator)
 
     def _index_to_pts(self, index: int) -> int:
         assert self._time_base is not None and self._rate is not None and self._start_pts is not None

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .allocator import loader_worker_init, retain_freed_memory
 from .annotations import AnnotationRow
 from .readers import ClipReadError
 from .video_datasets import BAD_SAMPLE_ERRORS, SkippedSample
@@ -580,10 +581,12 @@ class ShardLoader:
         batches_per_epoch: Batches taken per epoch (the same on every rank; :func:`shard_steps_per_epoch`).
         pin_memory: Pin host memory (with CUDA).
         prefetch_factor: Batches prefetched per worker.
+        retain_freed_memory: :func:`maedfer.data.allocator.retain_freed_memory` in the loading processes.
     """
 
     def __init__(self, dataset: ShardClipDataset, *, batch_size: int, collate: Callable[[list[Any]], dict[str, Any]],
-                 num_workers: int, batches_per_epoch: int, pin_memory: bool = False, prefetch_factor: int = 2) -> None:
+                 num_workers: int, batches_per_epoch: int, pin_memory: bool = False, prefetch_factor: int = 2,
+                 retain_freed_memory: bool = True) -> None:
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.collate = collate
@@ -591,6 +594,7 @@ class ShardLoader:
         self.batches_per_epoch = int(batches_per_epoch)
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.prefetch_factor = prefetch_factor
+        self.retain_freed_memory = retain_freed_memory
         self.epoch = 0
         #: Clips of this epoch already consumed on this rank (a multiple of ``batch_size``); used once, then 0.
         self.start_index = 0
@@ -651,7 +655,10 @@ class ShardLoader:
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             # Its own generator: starting an epoch must not draw from the global torch RNG (exact resume).
             generator=torch.Generator().manual_seed(self.dataset.seed),
+            worker_init_fn=loader_worker_init if self.retain_freed_memory and self.num_workers > 0 else None,
         )
+        if self.retain_freed_memory and self.num_workers == 0:
+            retain_freed_memory()
         position = next_local
         for batch in loader:
             stream = int(batch.pop("stream"))

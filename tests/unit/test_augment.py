@@ -305,6 +305,16 @@ def test_random_erasing_probability_and_input_untouched() -> None:
         random_erasing_clip(video, rng(0), mode="cube")
 
 
+def test_random_erasing_inplace_is_the_same_erasure_in_the_input() -> None:
+    seed = next(s for s in range(100) if not torch.equal(random_erasing_clip(torch.zeros(3, 2, 30, 30), rng(s)),
+                                                         torch.zeros(3, 2, 30, 30)))
+    video = torch.zeros(3, 2, 30, 30)
+    copy = random_erasing_clip(video, rng(seed))
+    assert torch.count_nonzero(video) == 0
+    same = random_erasing_clip(video, rng(seed), inplace=True)
+    assert same is video and torch.equal(video, copy)
+
+
 # ------------------------------------------------------------------------------------------------
 # The per-clip training transform
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""Keep freed memory in a loader process instead of handing it back to the kernel after every clip.
+
+A clip item allocates and frees several arrays of 1-5 MiB (decoded frames, the float clip). glibc serves such
+sizes with fresh ``mmap`` pages, so every item pays thousands of page faults (about 4,400 per fast DFEW training
+item, nearly half its time on a 2-core AMD EPYC). :func:`retain_freed_memory` raises glibc's mmap and trim
+thresholds once per process, so freed blocks are reused; the process keeps its peak heap instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "loader_worker_init", "retain_freed_memory"]
+
+logger = logging.getLogger(__name__)
+
+#: Blocks up to this size come from the heap (glibc's largest allowed mmap threshold on 64-bit systems).
+MMAP_THRESHOLD = 32 << 20
+#: Free heap memory kept before glibc trims the top of the heap.
+TRIM_THRESHOLD = 1 << 30
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_APPLIED: bool | None = None  # None: not tried in this process yet
+
+
+def retain_freed_memory() -> bool:
+    """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` for this process (once; later calls are free).
+
+    Returns:
+        Whether the thresholds are set: ``False`` where the C library is not glibc (macOS, musl, Windows).
+    """
+    global _APPLIED
+    if _APPLIED is not None:
+        return _APPLIED
+    _APPLIED = False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        mallopt = None
+    if mallopt is None:
+        logger.debug("no glibc mallopt here; freed loader memory goes back to the system")
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _APPLIED = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _APPLIED
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of maedfer's DataLoaders: :func:`retain_freed_memory` in each worker process."""
+    retain_freed_memory()

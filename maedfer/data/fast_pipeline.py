@@ -312,7 +312,7 @@ class FastFinetuneTrainTransform(FinetuneTrainTransform):
     """Fast version of :class:`~maedfer.data.augment.FinetuneTrainTransform` (same arguments, same draws).
 
     Steps: square resize to ``short_side_size`` (skipped when the frames already have it), :class:`FastRandAugment`,
-    RandomResizedCrop (uint8 crop, one antialiased bilinear resize), flip (a view), table normalisation straight
+    RandomResizedCrop (uint8 crop, one antialiased bilinear resize), flip (a view), float32 normalisation straight
     into the ``(3, L, S, S)`` layout, then the official cube erasing.
 
     Args:

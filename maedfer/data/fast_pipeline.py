@@ -126,9 +126,11 @@ def _warp(frames: np.ndarray, matrix: np.ndarray, fill: Sequence[int]) -> np.nda
     inside = F.grid_sample(torch.ones(1, 1, height, width), grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
     fill_t = torch.tensor([float(v) for v in fill], dtype=torch.float32).view(3, 1, 1, 1)
-    out = out.view(3, length, height, width).add_(fill_t * (1.0 - inside[0])).round_().clamp_(0, 255)
+    # every output is a convex combination of values in [0, 255] (the fill included): + 0.5 and the truncating
+    # cast to uint8 round it to nearest, with no clamp needed
+    out = out.view(3, length, height, width).add_(fill_t * (1.0 - inside[0]) + 0.5)
     warped = torch.empty((length, height, width, 3), dtype=torch.uint8)
-    warped.permute(3, 0, 1, 2).copy_(out)  # whole numbers already: the cast is exact
+    warped.permute(3, 0, 1, 2).copy_(out)
     return warped.numpy()
 
 

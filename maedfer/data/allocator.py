@@ -9,7 +9,6 @@ thresholds once per process, so freed blocks are reused; the process keeps its p
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "loader_worker_init", "retain_freed_memory"]
@@ -36,11 +35,9 @@ def retain_freed_memory() -> bool:
     if _APPLIED is not None:
         return _APPLIED
     _APPLIED = False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-    except OSError:
+    try:  # the C library already loaded into this process (no ctypes.util.find_library: it starts subprocesses)
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    except (OSError, TypeError):
         mallopt = None
     if mallopt is None:
         logger.debug("no glibc mallopt here; freed loader memory goes back to the system")

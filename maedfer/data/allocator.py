@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Callable
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "loader_worker_init", "retain_freed_memory"]
 
@@ -22,6 +23,24 @@ TRIM_THRESHOLD = 1 << 30
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+
+
+def _find_mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt`` from the C library already in this process; ``None`` elsewhere.
+
+    Looked up once, at import, in the parent: a ``dlopen`` inside a forked loader worker can deadlock on a loader
+    lock another parent thread held at the fork (and ``ctypes.util.find_library`` would start subprocesses).
+    """
+    try:
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    except (OSError, TypeError):
+        return None
+    if mallopt is not None:
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt
+
+
+_MALLOPT = _find_mallopt()
 _APPLIED: bool | None = None  # None: not tried in this process yet
 
 
@@ -32,18 +51,13 @@ def retain_freed_memory() -> bool:
         Whether the thresholds are set: ``False`` where the C library is not glibc (macOS, musl, Windows).
     """
     global _APPLIED
-    if _APPLIED is not None:
-        return _APPLIED
-    _APPLIED = False
-    try:  # the C library already loaded into this process (no ctypes.util.find_library: it starts subprocesses)
-        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    except (OSError, TypeError):
-        mallopt = None
-    if mallopt is None:
-        logger.debug("no glibc mallopt here; freed loader memory goes back to the system")
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _APPLIED = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    if _APPLIED is None:
+        if _MALLOPT is None:
+            logger.debug("no glibc mallopt here; freed loader memory goes back to the system")
+            _APPLIED = False
+        else:
+            _APPLIED = bool(_MALLOPT(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+                _MALLOPT(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _APPLIED
 
 

@@ -35,6 +35,32 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: PyAV's picture conversion, single-threaded: one loader worker is one thread, and a swscale context with slice
+#: threads cannot be used in a forked process (see :func:`_forget_inherited_pyav_reformatter`).
+PYAV_RGB = {"format": "rgb24", "threads": 1}
+_INHERITED_PYAV_REFORMATTERS: list[Any] = []
+
+
+def _forget_inherited_pyav_reformatter() -> None:
+    """In a forked child (a DataLoader worker): stop using the PyAV reformatter the parent thread left behind.
+
+    PyAV keeps one swscale context per thread; one the parent made with slice threads (PyAV's default) waits forever
+    in the child, whose copy of it has no threads. The child takes a fresh one; the old one is kept, never freed,
+    since freeing it would join those threads.
+    """
+    import sys
+
+    frame_module = sys.modules.get("av.video.frame")
+    local = getattr(frame_module, "_thread_local", None)
+    inherited = getattr(local, "reformatter", None)
+    if inherited is not None:
+        _INHERITED_PYAV_REFORMATTERS.append(inherited)
+        local.reformatter = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_pyav_reformatter)
+
 PathLike = Union[str, "os.PathLike[str]"]
 VideoBackend = Literal["auto", "decord", "pyav"]
 
@@ -430,7 +456,7 @@ class _PyAVBackend:
         for index, frame in self._decode_sequential():
             last_index = index
             if index in wanted:
-                result[index] = frame.to_ndarray(format="rgb24")
+                result[index] = frame.to_ndarray(**PYAV_RGB)
             if index >= last_wanted:
                 break
         self._check_complete(result, sorted_unique, last_index)
@@ -483,7 +509,7 @@ class _PyAVBackend:
                     continue
                 if index > target:
                     return None  # a wanted index was skipped: the time stamps are not a constant-rate grid
-                result[index] = frame.to_ndarray(format="rgb24")
+                result[index] = frame.to_ndarray(**PYAV_RGB)
                 position += 1
                 if position == len(sorted_unique):
                     outcome = "done"

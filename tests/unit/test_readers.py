@@ -627,3 +627,35 @@ def test_extract_audio_tool_annotation_file_with_workers(
     plain_list.write_text(f"# videos\n{local / 'x.mp4'}\n\n")
     assert tool.main(["--list", str(plain_list), "--out", str(tmp_path / "flat"), "--no-progress"]) == 0
     assert (tmp_path / "flat" / "x.wav").is_file()  # root defaults to the folder holding the videos
+
+
+class _FrameDataset(torch.utils.data.Dataset):
+    """Frames 0 and 5 of one video through maedfer's PyAV reader."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        reader = open_clip(self.path, backend="pyav")
+        try:
+            return reader.read([0, 5])
+        finally:
+            reader.close()
+
+
+def test_forked_loader_worker_decodes_after_the_parent_converted_frames(media: dict[str, Path], tmp_path: Path) -> None:
+    """The parent converts a large frame with PyAV's own default (swscale slice threads) on its main thread; a forked
+    DataLoader worker then decodes. Without a fresh reformatter in the child this waited forever."""
+    big = tmp_path / "big.mp4"
+    write_video(big, audio=False, size=1024)
+    with av.open(str(big)) as container:
+        frame = next(container.decode(video=0))
+        frame.to_ndarray(format="rgb24")  # the parent's per-thread reformatter, with slice threads
+    loader = torch.utils.data.DataLoader(_FrameDataset(big), batch_size=1, num_workers=1, timeout=60,
+                                         multiprocessing_context="fork")
+    batches = [batch for batch in loader]
+    assert len(batches) == 2 and all(b.shape == (1, 2, 1024, 1024, 3) for b in batches)
+    assert np.array_equal(batches[0][0].numpy(), _FrameDataset(big)[0])

@@ -196,16 +196,21 @@ def list_frames(folder: PathLike, ext: str = "jpg") -> list[Path]:
     return [folder_path / name for name in sorted(os.path.basename(m) for m in matches)]
 
 
-def _decode_image(path: Path) -> np.ndarray:
+def _decode_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one image as ``uint8 (H, W, 3)`` RGB, the pixels of ``PIL.Image.open(path).convert("RGB")`` (an RGB
-    file is not converted, which would only copy it)."""
+    file is not converted, which would only copy it); with ``size`` (width, height) resized by PIL bilinear first,
+    the same pixels as resizing the decoded array with PIL, without the round trip through numpy."""
     image_module = _import_pil()
     try:
         with image_module.open(path) as image:
             if image.mode == "RGB":
                 image.load()
-                return np.asarray(image)
-            return np.asarray(image.convert("RGB"))
+                rgb = image
+            else:
+                rgb = image.convert("RGB")
+            if size is not None:
+                rgb = rgb.resize(size, image_module.BILINEAR)
+            return np.asarray(rgb)
     except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as exc:
         raise ClipReadError(path, f"Pillow could not decode the image ({type(exc).__name__}: {_short(exc)})") from exc
 
@@ -257,11 +262,13 @@ class FrameFolderReader:
         kind = "image" if self.is_single_image else f"{len(self)} '*.{self.ext}' frames"
         return f"FrameFolderReader({str(self.path)!r}, {kind})"
 
-    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    def read(self, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """Decode frames.
 
         Args:
             indices: frame indices, in any order and with repeats; each distinct frame is decoded once.
+            size: ``(width, height)`` to resize each frame to with PIL bilinear as it is decoded (the pixels of
+                :func:`maedfer.data.transforms.resize_frames_square` on the decoded clip).
 
         Returns:
             ``uint8 (L, H, W, 3)`` RGB, ``L = len(indices)``, in the order of ``indices``.
@@ -273,7 +280,7 @@ class FrameFolderReader:
         """
         if self.is_single_image:
             index_list = _as_index_list(indices, None, self.path)
-            image = _decode_image(self.path)
+            image = _decode_image(self.path, size)
             return np.ascontiguousarray(np.broadcast_to(image, (len(index_list), *image.shape)))
         index_list = _as_index_list(indices, len(self), self.path)
         out: np.ndarray | None = None
@@ -282,7 +289,7 @@ class FrameFolderReader:
             if index in first_position:
                 out[position] = out[first_position[index]]  # type: ignore[index]  (set when decoded)
                 continue
-            frame = _decode_image(self.frame_paths[index])
+            frame = _decode_image(self.frame_paths[index], size)
             if out is None:
                 out = np.empty((len(index_list), *frame.shape), dtype=np.uint8)
             elif frame.shape != out.shape[1:]:
@@ -629,11 +636,13 @@ class VideoFileReader:
             raise ClipReadError(self.path, "the video states no frame rate, so frame times are unknown")
         return np.float32(index / self.fps), np.float32((index + 1) / self.fps)
 
-    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    def read(self, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """Decode frames.
 
         Args:
             indices: frame indices, in any order and with repeats; each distinct frame is decoded once.
+            size: ``(width, height)`` to resize each frame to with PIL bilinear as it is decoded (the pixels of
+                :func:`maedfer.data.transforms.resize_frames_square` on the decoded clip).
 
         Returns:
             ``uint8 (L, H, W, 3)`` RGB, ``L = len(indices)``, in the order of ``indices``.

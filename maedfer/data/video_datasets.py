@@ -21,7 +21,7 @@ from torch.utils.data._utils.collate import default_collate
 from ..audio import FbankConfig, num_fbank_frames, random_gain, wav_to_fbank
 from .annotations import AnnotationRow, read_annotations
 from .fast_pipeline import check_pipeline, resize_clip
-from .readers import ClipReadError, open_clip, read_audio, read_wav
+from .readers import ClipReadError, FrameFolderReader, open_clip, read_audio, read_wav
 from .sampling import (
     MIN_SEGMENT_SAMPLES,
     WHOLE_AUDIO_MAX_S,
@@ -560,14 +560,21 @@ class VideoClipDataset(Dataset):
                 raise ClipReadError(row.path, "the clip has no frame")
             plan = self._plan(index, sample, row, view, num_total, generator, window_end)
             unique, inverse = np.unique(plan.frame_indices, return_inverse=True)
-            decoded = reader.read(unique.tolist())  # each distinct frame is decoded and resized once
+            fast_train = self.pipeline == "fast" and self.mode == "train"
+            # frame images are resized by PIL as they are decoded (same pixels, no numpy round trip)
+            square_on_decode = not self.keep_aspect_ratio and not fast_train and isinstance(reader, FrameFolderReader)
+            side = self.short_side_size
+            decoded = reader.read(unique.tolist(), size=(side, side)) if square_on_decode else reader.read(
+                unique.tolist())  # each distinct frame is decoded and resized once
         finally:
             close = getattr(reader, "close", None)
             if close is not None:
                 close()
-        if self.keep_aspect_ratio:
+        if square_on_decode:
+            resized = decoded
+        elif self.keep_aspect_ratio:
             resized = resize_frames_short_side(decoded, self.short_side_size)
-        elif self.pipeline == "fast" and self.mode == "train":
+        elif fast_train:
             resized = resize_clip(decoded, self.short_side_size, self.short_side_size)
         else:
             resized = resize_frames_square(decoded, self.short_side_size)

@@ -11,6 +11,7 @@ import builtins
 import hashlib
 import importlib.util
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -629,33 +630,39 @@ def test_extract_audio_tool_annotation_file_with_workers(
     assert (tmp_path / "flat" / "x.wav").is_file()  # root defaults to the folder holding the videos
 
 
-class _FrameDataset(torch.utils.data.Dataset):
-    """Frames 0 and 5 of one video through maedfer's PyAV reader."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+# In a fresh interpreter (so that no other test's PyAV or thread state is inherited): the parent converts a large
+# frame with PyAV's own default (swscale slice threads) on its main thread, then a forked DataLoader worker decodes the
+# same video through maedfer's reader. Prints the worker's frames' shape.
+_FORK_PROBE = """
+import sys
+import av, numpy as np, torch
+from maedfer.data.readers import open_clip
 
-    def __len__(self) -> int:
+class Frames(torch.utils.data.Dataset):
+    def __len__(self):
         return 2
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        reader = open_clip(self.path, backend="pyav")
+    def __getitem__(self, index):
+        reader = open_clip(sys.argv[1], backend="pyav")
         try:
             return reader.read([0, 5])
         finally:
             reader.close()
 
+with av.open(sys.argv[1]) as container:
+    next(container.decode(video=0)).to_ndarray(format="rgb24")
+loader = torch.utils.data.DataLoader(Frames(), batch_size=1, num_workers=1, timeout=60,
+                                     multiprocessing_context="fork")
+batches = list(loader)
+assert np.array_equal(batches[0][0].numpy(), Frames()[0])
+print(tuple(batches[1].shape))
+"""
 
-def test_forked_loader_worker_decodes_after_the_parent_converted_frames(media: dict[str, Path], tmp_path: Path) -> None:
-    """The parent converts a large frame with PyAV's own default (swscale slice threads) on its main thread; a forked
-    DataLoader worker then decodes. Without a fresh reformatter in the child this waited forever."""
+
+def test_forked_loader_worker_decodes_after_the_parent_converted_frames(tmp_path: Path) -> None:
+    """Without a fresh PyAV reformatter in the forked child, the worker waited forever (DataLoader timeout)."""
     big = tmp_path / "big.mp4"
     write_video(big, audio=False, size=1024)
-    with av.open(str(big)) as container:
-        frame = next(container.decode(video=0))
-        frame.to_ndarray(format="rgb24")  # the parent's per-thread reformatter, with slice threads
-    loader = torch.utils.data.DataLoader(_FrameDataset(big), batch_size=1, num_workers=1, timeout=60,
-                                         multiprocessing_context="fork")
-    batches = [batch for batch in loader]
-    assert len(batches) == 2 and all(b.shape == (1, 2, 1024, 1024, 3) for b in batches)
-    assert np.array_equal(batches[0][0].numpy(), _FrameDataset(big)[0])
+    out = subprocess.run([sys.executable, "-c", _FORK_PROBE, str(big)], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(1, 2, 1024, 1024, 3)"

@@ -236,7 +236,8 @@ class ColumnProcesses:
             process = context.Process(target=_column_process, args=(child, column, official_root, files, retain),
                                       daemon=True)
             process.start()
-            self.connections[column], _ = parent, self.processes.append(process)
+            self.connections[column] = parent
+            self.processes.append(process)
         for column, connection in self.connections.items():
             if connection.recv() != "ready":
                 raise RuntimeError(f"the {column} process did not start")

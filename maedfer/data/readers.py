@@ -636,13 +636,11 @@ class VideoFileReader:
             raise ClipReadError(self.path, "the video states no frame rate, so frame times are unknown")
         return np.float32(index / self.fps), np.float32((index + 1) / self.fps)
 
-    def read(self, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Decode frames.
 
         Args:
             indices: frame indices, in any order and with repeats; each distinct frame is decoded once.
-            size: ``(width, height)`` to resize each frame to with PIL bilinear as it is decoded (the pixels of
-                :func:`maedfer.data.transforms.resize_frames_square` on the decoded clip).
 
         Returns:
             ``uint8 (L, H, W, 3)`` RGB, ``L = len(indices)``, in the order of ``indices``.

@@ -561,11 +561,11 @@ class VideoClipDataset(Dataset):
             plan = self._plan(index, sample, row, view, num_total, generator, window_end)
             unique, inverse = np.unique(plan.frame_indices, return_inverse=True)
             fast_train = self.pipeline == "fast" and self.mode == "train"
-            # frame images are resized by PIL as they are decoded (same pixels, no numpy round trip)
             square_on_decode = not self.keep_aspect_ratio and not fast_train and isinstance(reader, FrameFolderReader)
-            side = self.short_side_size
-            decoded = reader.read(unique.tolist(), size=(side, side)) if square_on_decode else reader.read(
-                unique.tolist())  # each distinct frame is decoded and resized once
+            if square_on_decode:  # PIL resizes each image as it is decoded (same pixels, no numpy round trip)
+                decoded = reader.read(unique.tolist(), size=(self.short_side_size, self.short_side_size))
+            else:
+                decoded = reader.read(unique.tolist())  # each distinct frame is decoded (and resized below) once
         finally:
             close = getattr(reader, "close", None)
             if close is not None:

@@ -12,7 +12,7 @@ import ctypes
 import logging
 from collections.abc import Callable
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "loader_worker_init", "retain_freed_memory"]
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "loader_worker_init", "retain_freed_memory", "worker_init_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +64,18 @@ def retain_freed_memory() -> bool:
 def loader_worker_init(worker_id: int) -> None:
     """``worker_init_fn`` of maedfer's DataLoaders: :func:`retain_freed_memory` in each worker process."""
     retain_freed_memory()
+
+
+def worker_init_for(retain: bool, num_workers: int) -> Callable[[int], None] | None:
+    """The ``worker_init_fn`` of a maedfer DataLoader with ``num_workers`` workers.
+
+    With ``retain`` and workers: :func:`loader_worker_init`; with ``retain`` and no worker, the items are loaded in
+    this process, so :func:`retain_freed_memory` is applied here at once and ``None`` returned; without ``retain``:
+    ``None``.
+    """
+    if not retain:
+        return None
+    if num_workers > 0:
+        return loader_worker_init
+    retain_freed_memory()
+    return None

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..audio import FbankConfig
 from ..models.contract import input_modalities
-from . import allocator
+from .allocator import worker_init_for
 from .augment import FinetuneTrainTransform, Mixup
 from .fast_pipeline import FastFinetuneTrainTransform, check_pipeline
 from .pretrain_datasets import MaskSpec, PretrainAudioConfig, PretrainClipDataset, collate_pretrain
@@ -87,8 +87,6 @@ def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin
             collate, prefetch_factor: int = 2, persistent_workers: bool = False,
             retain_freed_memory: bool = True) -> DataLoader:
     workers = num_workers > 0
-    if retain_freed_memory and not workers:
-        allocator.retain_freed_memory()  # the items are loaded in this process
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -103,7 +101,7 @@ def _loader(dataset: Dataset, batch_size: int, *, sampler, num_workers: int, pin
         # Persistent workers keep their dataset copy (and its epoch): the training sampler then sends
         # (epoch, index) pairs, so the draws do not depend on it (see ResumableDistributedSampler.with_epoch).
         persistent_workers=persistent_workers and workers,
-        worker_init_fn=allocator.loader_worker_init if retain_freed_memory and workers else None,
+        worker_init_fn=worker_init_for(retain_freed_memory, num_workers),
     )
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .allocator import loader_worker_init, retain_freed_memory
+from .allocator import worker_init_for
 from .annotations import AnnotationRow
 from .readers import ClipReadError
 from .video_datasets import BAD_SAMPLE_ERRORS, SkippedSample
@@ -655,10 +655,8 @@ class ShardLoader:
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             # Its own generator: starting an epoch must not draw from the global torch RNG (exact resume).
             generator=torch.Generator().manual_seed(self.dataset.seed),
-            worker_init_fn=loader_worker_init if self.retain_freed_memory and self.num_workers > 0 else None,
+            worker_init_fn=worker_init_for(self.retain_freed_memory, self.num_workers),
         )
-        if self.retain_freed_memory and self.num_workers == 0:
-            retain_freed_memory()
         position = next_local
         for batch in loader:
             stream = int(batch.pop("stream"))

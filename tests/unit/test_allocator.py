@@ -56,5 +56,7 @@ def test_loaders_set_it_in_their_workers_or_in_the_process() -> None:
     off = _loader(dataset, 2, sampler=None, num_workers=1, pin_memory=False, drop_last=False, collate=None,
                   retain_freed_memory=False)
     assert off.worker_init_fn is None
+    # no worker: the items load in this process, which keeps freed memory from then on
+    assert allocator.worker_init_for(True, 0) is None and allocator.retain_freed_memory() is True
     assert [b.tolist() for b in with_workers] == [[0, 1], [2, 3]]
     assert torch.utils.data.get_worker_info() is None

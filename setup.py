@@ -108,6 +108,8 @@ setup(
             "scikit-image>=0.21",
             "webdataset>=0.2.90",
             "gdown>=4.7",
+            # the fast pipeline's JPEG decoder (data.image_decoder: auto); pinned to torch's own by constraints.txt
+            "torchvision>=0.16",
         ],
     },
     classifiers=[

@@ -104,6 +104,9 @@ class DataConfig:
         file_ext: Frame file extension for frame folders (``png`` for MAFW).
         video_backend: ``"auto"``, ``"decord"`` or ``"pyav"`` (``auto``: decord with a PyAV fallback under the
             official pipeline, PyAV with skipped non-reference frames under the fast one; the same frames).
+        image_decoder: JPEG decoder of frame folders: ``"auto"`` (under the fast pipeline torchvision's
+            ``decode_jpeg`` when torchvision is installed, else OpenCV's ``imread`` when it is, else PIL; PIL under
+            the official one), ``"pil"``, ``"torchvision"`` or ``"opencv"``.
         pipeline: ``"fast"`` (clip-wide uint8 augmentation, see ``maedfer.data.fast_pipeline``; the default) or
             ``"official"`` (the official pixel pipeline, bit for bit). Evaluation items are the official ones in
             both.
@@ -165,6 +168,7 @@ class DataConfig:
     official_duplicate_crops: bool = False
     file_ext: str = "jpg"
     video_backend: str = "auto"
+    image_decoder: str = "auto"
     pipeline: str = "fast"
     batch_size: int = 32
     num_workers: int = 8

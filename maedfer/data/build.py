@@ -218,7 +218,7 @@ def build_data(cfg: Any, model: torch.nn.Module, *, rank: int = 0, world_size: i
             rows, num_frames=data.num_frames, sampling_rate=data.sampling_rate, input_size=data.input_size,
             mask=mask, audio=audio_cfg, fixed_crop=fixed_crop, num_samples=data.num_samples,
             backend=data.video_backend, seed=seed, frame_ext=data.file_ext, max_skip_fraction=data.max_skip_fraction,
-            pipeline=pipeline,
+            pipeline=pipeline, image_decoder=data.image_decoder,
         )
         collate = collate_pretrain
         val_ds = test_ds = None
@@ -281,6 +281,7 @@ def _clip_dataset_options(cfg: Any, model: torch.nn.Module) -> dict[str, Any]:
         task="regression" if cfg.train.task == "regression" else "classification",
         path_map=data.path_map or None, official_duplicate_crops=data.official_duplicate_crops,
         video_backend=data.video_backend, seed=cfg.train.seed, max_skip_fraction=data.max_skip_fraction,
+        image_decoder=data.image_decoder,
     )
 
 

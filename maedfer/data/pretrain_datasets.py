@@ -21,7 +21,7 @@ from torch import Tensor
 from ..audio import FbankConfig, random_gain, wav_to_fbank
 from ..masking import MaskGenerator, build_mask_generator
 from .annotations import AnnotationRow, read_annotations
-from .readers import ClipReadError, VideoFileReader, open_clip, read_audio
+from .readers import ClipReadError, VideoFileReader, open_clip, read_audio, resolve_image_decoder
 from .transforms import to_normalized_tensor
 from .fast_pipeline import check_pipeline, resize_clip
 from .video_datasets import BAD_SAMPLE_ERRORS, SkipCounter, SkippedSample, split_epoch_index
@@ -496,6 +496,9 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         pipeline: ``"official"`` (PIL crop resize, decord first for ``backend="auto"``) or ``"fast"`` (clip-wide
             torch resize; ``backend="auto"`` decodes with PyAV, skipping the non-reference frames it does not
             need, which gives the same frames).
+        image_decoder: JPEG decoder of frame-folder clips (``"auto"``: torchvision or OpenCV under the fast
+            pipeline when installed, PIL under the official one; see
+            :func:`~maedfer.data.readers.resolve_image_decoder`).
 
     Items are dicts with ``video`` ``(3, L, S, S)`` float32, ``mask`` ``(N,)`` bool (True = masked),
     ``index`` (int) and, with audio, ``audio`` ``(1, 256, 128)`` float32 and ``mask_audio`` ``(N_a,)`` bool.
@@ -522,6 +525,7 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         max_skip_fraction: float = 0.01,
         skip_bad_samples: bool = True,
         pipeline: Literal["fast", "official"] = "official",
+        image_decoder: Literal["auto", "pil", "torchvision", "opencv"] = "auto",
     ) -> None:
         super().__init__()
         self.pipeline = check_pipeline(pipeline)
@@ -551,6 +555,7 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         check_int(seed, "seed", 0)
         self.backend = backend
         self.read_backend = "pyav" if backend == "auto" and self.pipeline == "fast" else backend
+        self.image_decoder = resolve_image_decoder(image_decoder, self.pipeline)
         self.seed = seed
         self.frame_ext = frame_ext.lstrip(".")
         self.epoch = 0
@@ -648,7 +653,7 @@ class PretrainClipDataset(torch.utils.data.Dataset):
         row = self.rows[index]
         if draws is not None and len(draws) != self.num_samples:
             raise ValueError(f"expected {self.num_samples} draws (num_samples), got {len(draws)}")
-        reader = open_clip(row.path, ext=self.frame_ext, backend=self.read_backend)
+        reader = open_clip(row.path, ext=self.frame_ext, backend=self.read_backend, image_decoder=self.image_decoder)
         try:
             duration = len(reader)
             if draws is None:

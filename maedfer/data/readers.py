@@ -5,7 +5,6 @@ Details: ``docs/modules.md``, section ``maedfer/data/readers.py``.
 
 from __future__ import annotations
 
-import glob
 import logging
 import operator
 import os
@@ -20,6 +19,7 @@ import numpy as np
 from ..utils import atomic_write
 
 __all__ = [
+    "IMAGE_DECODERS",
     "IMAGE_SUFFIXES",
     "MIN_VIDEO_BYTES",
     "ClipReadError",
@@ -31,6 +31,7 @@ __all__ = [
     "open_clip",
     "read_audio",
     "read_wav",
+    "resolve_image_decoder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ if hasattr(os, "register_at_fork"):
 
 PathLike = Union[str, "os.PathLike[str]"]
 VideoBackend = Literal["auto", "decord", "pyav"]
+#: JPEG frame decoder: ``"pil"`` (the official readers' decoder), ``"torchvision"`` (``torchvision.io.decode_jpeg``)
+#: or ``"opencv"`` (``cv2.imread``): libjpeg-turbo like PIL, without PIL's per-image parsing and copies. ``"auto"`` is
+#: resolved by :func:`resolve_image_decoder`.
+ImageDecoder = Literal["auto", "pil", "torchvision", "opencv"]
+IMAGE_DECODERS: tuple[str, ...] = ("auto", "pil", "torchvision", "opencv")
 
 #: Video files smaller than this many bytes are rejected as broken (the official video readers skip them).
 MIN_VIDEO_BYTES: int = 1024
@@ -191,9 +197,9 @@ def list_frames(folder: PathLike, ext: str = "jpg") -> list[Path]:
     folder_path = Path(folder)
     if not folder_path.is_dir():
         raise FileNotFoundError(f"frame folder not found (or not a directory): {folder_path}")
-    ext = ext.lstrip(".")
-    matches = glob.glob(os.path.join(glob.escape(str(folder_path)), f"*.{glob.escape(ext)}"))
-    return [folder_path / name for name in sorted(os.path.basename(m) for m in matches)]
+    suffix = "." + ext.lstrip(".")
+    names = sorted(name for name in os.listdir(folder_path) if name.endswith(suffix) and not name.startswith("."))
+    return [folder_path / name for name in names]
 
 
 def _decode_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -215,6 +221,79 @@ def _decode_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray
         raise ClipReadError(path, f"Pillow could not decode the image ({type(exc).__name__}: {_short(exc)})") from exc
 
 
+_DECODER_MODULES: dict[str, Any] = {}  # decoder name -> its module, or None when it does not import
+
+
+def _decoder_module(decoder: str) -> Any:
+    """``torchvision.io`` / ``cv2`` for ``"torchvision"`` / ``"opencv"`` when it imports (cached), else ``None``."""
+    if decoder not in _DECODER_MODULES:
+        try:
+            if decoder == "torchvision":
+                import torchvision.io as module
+            else:
+                import cv2 as module
+        except Exception:  # ImportError, or a torchvision built for another torch (RuntimeError / OSError)
+            module = None
+        _DECODER_MODULES[decoder] = module
+    return _DECODER_MODULES[decoder]
+
+
+_DECODER_PACKAGES = {"torchvision": "torchvision (the build made for your torch)", "opencv": "opencv-python-headless"}
+
+
+def check_image_decoder(decoder: str) -> str:
+    """Validate an image decoder name; ``"torchvision"`` and ``"opencv"`` must be importable."""
+    if decoder not in IMAGE_DECODERS:
+        raise ValueError(f"image decoder must be one of {IMAGE_DECODERS}, got {decoder!r}")
+    if decoder in _DECODER_PACKAGES and _decoder_module(decoder) is None:
+        raise ImportError(f"image decoder {decoder!r} needs {_DECODER_PACKAGES[decoder]}; install it with: pip install "
+                          f"{_DECODER_PACKAGES[decoder].split()[0]}, or use 'pil'")
+    return decoder
+
+
+def resolve_image_decoder(decoder: str, pipeline: str) -> ImageDecoder:
+    """The decoder a dataset uses. ``"auto"``: under the fast pipeline torchvision when it imports, else OpenCV when
+    it imports, else PIL; under the official pipeline PIL (its decoder). Other names are checked and kept."""
+    check_image_decoder(decoder)
+    if decoder != "auto":
+        return decoder  # type: ignore[return-value]
+    if pipeline == "fast":
+        for candidate in ("torchvision", "opencv"):
+            if _decoder_module(candidate) is not None:
+                return candidate  # type: ignore[return-value]
+    return "pil"
+
+
+def _decode_jpeg_torchvision(path: Path) -> np.ndarray | None:
+    """``uint8 (H, W, 3)`` RGB by ``torchvision.io.decode_jpeg``, or ``None`` when it cannot decode the file."""
+    import torch
+
+    torchvision_io = _decoder_module("torchvision")
+    try:
+        with open(path, "rb") as handle:
+            data = bytearray(handle.read())
+        image = torchvision_io.decode_jpeg(torch.frombuffer(data, dtype=torch.uint8),
+                                           mode=torchvision_io.ImageReadMode.RGB)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return image.permute(1, 2, 0).numpy()  # decode_jpeg's (3, H, W) is a view of an (H, W, 3) buffer: no copy
+
+
+def _decode_jpeg_opencv(path: Path) -> np.ndarray | None:
+    """``uint8 (H, W, 3)`` RGB by ``cv2.imread`` (EXIF orientation ignored, as PIL does), or ``None`` when it cannot
+    decode the file (OpenCV returns no image rather than raising)."""
+    cv2 = _decoder_module("opencv")
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.11
+    flags = (cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag) | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imread(os.fspath(path), flags)
+    if image is None or image.ndim != 3 or image.shape[2] != 3:
+        return None
+    return image if rgb_flag is not None else np.ascontiguousarray(image[..., ::-1])
+
+
+_JPEG_DECODERS = {"torchvision": _decode_jpeg_torchvision, "opencv": _decode_jpeg_opencv}
+
+
 class FrameFolderReader:
     """A clip stored as a folder of frame images (or a single image file).
 
@@ -228,6 +307,11 @@ class FrameFolderReader:
     Args:
         path: frame folder or image file.
         ext: frame extension without the dot (ignored for an image file).
+        image_decoder: :data:`ImageDecoder` for JPEG frames read at their stored size (``read`` without ``size``;
+            PNG and resized reads always go through PIL, and so does a frame the chosen decoder cannot read). All
+            three decode with libjpeg-turbo: torchvision gave PIL's pixels on every JPEG tested (greyscale, CMYK,
+            4:4:4, 4:2:0, progressive), OpenCV too except CMYK (1 level). ``"auto"`` here means ``"pil"``, the
+            official pipeline's decoder (datasets resolve it with :func:`resolve_image_decoder`).
 
     Attributes:
         path: the folder or image.
@@ -239,9 +323,12 @@ class FrameFolderReader:
         ClipReadError: the folder holds no ``*.{ext}`` frame.
     """
 
-    def __init__(self, path: PathLike, ext: str = "jpg") -> None:
+    def __init__(self, path: PathLike, ext: str = "jpg", image_decoder: ImageDecoder = "pil") -> None:
         self.path = Path(path)
         self.ext = ext.lstrip(".")
+        check_image_decoder(image_decoder)
+        self.image_decoder = image_decoder
+        self._decode_jpeg = _JPEG_DECODERS.get(image_decoder)
         if self.path.is_file():
             self.is_single_image = True
             self.frame_paths: list[Path] = [self.path]
@@ -285,11 +372,17 @@ class FrameFolderReader:
         index_list = _as_index_list(indices, len(self), self.path)
         out: np.ndarray | None = None
         first_position: dict[int, int] = {}  # frame index -> where it was decoded to
+        decode_jpeg = self._decode_jpeg if size is None else None
         for position, index in enumerate(index_list):  # decoded straight into the clip array, repeats copied
             if index in first_position:
                 out[position] = out[first_position[index]]  # type: ignore[index]  (set when decoded)
                 continue
-            frame = _decode_image(self.frame_paths[index], size)
+            frame_path = self.frame_paths[index]
+            frame = None
+            if decode_jpeg is not None and frame_path.suffix.lower() in (".jpg", ".jpeg"):
+                frame = decode_jpeg(frame_path)
+            if frame is None:
+                frame = _decode_image(frame_path, size)
             if out is None:
                 out = np.empty((len(index_list), *frame.shape), dtype=np.uint8)
             elif frame.shape != out.shape[1:]:
@@ -666,7 +759,7 @@ ClipReader = Union[FrameFolderReader, VideoFileReader]
 
 
 def open_clip(
-    path: PathLike, *, ext: str = "jpg", backend: VideoBackend = "auto"
+    path: PathLike, *, ext: str = "jpg", backend: VideoBackend = "auto", image_decoder: ImageDecoder = "pil"
 ) -> FrameFolderReader | VideoFileReader:
     """Open a clip: a frame folder, a single image (suffix in :data:`IMAGE_SUFFIXES`) or a video file.
 
@@ -674,6 +767,7 @@ def open_clip(
         path: folder, image or video.
         ext: frame extension for folders.
         backend: video backend for video files.
+        image_decoder: JPEG decoder for folders and images (see :class:`FrameFolderReader`).
 
     Returns:
         :class:`FrameFolderReader` for folders and images, :class:`VideoFileReader` otherwise.
@@ -683,11 +777,11 @@ def open_clip(
     """
     clip_path = Path(path)
     if clip_path.is_dir():
-        return FrameFolderReader(clip_path, ext=ext)
+        return FrameFolderReader(clip_path, ext=ext, image_decoder=image_decoder)
     if not clip_path.exists():
         raise FileNotFoundError(f"clip not found: {clip_path}")
     if clip_path.suffix.lower() in IMAGE_SUFFIXES:
-        return FrameFolderReader(clip_path, ext=ext)
+        return FrameFolderReader(clip_path, ext=ext, image_decoder=image_decoder)
     return VideoFileReader(clip_path, backend=backend)
 
 

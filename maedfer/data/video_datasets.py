@@ -21,7 +21,7 @@ from torch.utils.data._utils.collate import default_collate
 from ..audio import FbankConfig, num_fbank_frames, random_gain, wav_to_fbank
 from .annotations import AnnotationRow, read_annotations
 from .fast_pipeline import check_pipeline, resize_clip
-from .readers import ClipReadError, FrameFolderReader, open_clip, read_audio, read_wav
+from .readers import ClipReadError, FrameFolderReader, open_clip, read_audio, read_wav, resolve_image_decoder
 from .sampling import (
     MIN_SEGMENT_SAMPLES,
     WHOLE_AUDIO_MAX_S,
@@ -326,6 +326,9 @@ class VideoClipDataset(Dataset):
         official_duplicate_crops: Keep the identical spatial test views of square frames (official length).
         keep_aspect_ratio: Resize the short side to ``short_side_size`` instead of the official square resize.
         video_backend: Backend for video files (``"auto"``, ``"decord"``, ``"pyav"``).
+        image_decoder: JPEG decoder of frame folders (``"auto"``: torchvision or OpenCV under the fast pipeline when
+            installed, PIL under the official one; or ``"pil"``, ``"torchvision"``, ``"opencv"``; see
+            :func:`~maedfer.data.readers.resolve_image_decoder`).
         pipeline: ``"official"`` (PIL resize, the official pixels) or ``"fast"`` (training frames resized with
             :func:`maedfer.data.fast_pipeline.resize_clip`; pair it with a
             :class:`~maedfer.data.fast_pipeline.FastFinetuneTrainTransform`). Validation and test items are the
@@ -360,6 +363,7 @@ class VideoClipDataset(Dataset):
         keep_aspect_ratio: bool = False,
         video_backend: Literal["auto", "decord", "pyav"] = "auto",
         pipeline: Literal["fast", "official"] = "official",
+        image_decoder: Literal["auto", "pil", "torchvision", "opencv"] = "auto",
         seed: int = 0,
         max_skip_fraction: float = 0.01,
         skip_bad_samples: bool = True,
@@ -395,6 +399,7 @@ class VideoClipDataset(Dataset):
         self.train_sampling: SamplingRule = train_sampling
         self.keep_aspect_ratio = keep_aspect_ratio
         self.video_backend = video_backend
+        self.image_decoder = resolve_image_decoder(image_decoder, self.pipeline)
         self.seed = seed
         self.epoch = 0
         self.skip_bad_samples = skip_bad_samples
@@ -551,7 +556,8 @@ class VideoClipDataset(Dataset):
         row = self.rows[sample]
         generator = rng if rng is not None else self.item_rng(index)
         try:
-            reader = open_clip(row.path, ext=self.file_ext, backend=self.video_backend)
+            reader = open_clip(row.path, ext=self.file_ext, backend=self.video_backend,
+                               image_decoder=self.image_decoder)
         except FileNotFoundError as error:
             raise ClipReadError(row.path, f"not found ({error})") from error
         try:

@@ -178,6 +178,23 @@ def test_draws_depend_on_seed_and_epoch_not_on_workers(world: Path) -> None:
     assert not torch.equal(single[0], single[half])  # epoch 1 draws differ from epoch 0
 
 
+def test_jpeg_decoders_give_the_same_training_items(world: Path) -> None:
+    def items(pipeline: str, decoder: str) -> tuple[str, list[torch.Tensor]]:
+        transform = FastFinetuneTrainTransform(32, 32) if pipeline == "fast" else FinetuneTrainTransform(32, 32)
+        dataset = VideoClipDataset(world / "classification" / "train.csv", "train", num_frames=8, sampling_rate=2,
+                                   input_size=32, short_side_size=32, pipeline=pipeline, image_decoder=decoder,
+                                   train_transform=transform)
+        return dataset.image_decoder, [dataset[index]["video"] for index in range(4)]
+
+    decoder, fast_auto = items("fast", "auto")
+    assert decoder == "torchvision"  # the fast pipeline's default when torchvision is installed (the dev extra)
+    for other in ("pil", "opencv"):
+        assert all(torch.equal(a, b) for a, b in zip(fast_auto, items("fast", other)[1]))
+    decoder, official_auto = items("official", "auto")
+    assert decoder == "pil"  # the official pipeline keeps the official decoder
+    assert all(torch.equal(a, b) for a, b in zip(official_auto, items("official", "torchvision")[1]))
+
+
 def test_pipeline_setting_is_validated() -> None:
     assert check_pipeline("fast") == "fast"
     with pytest.raises(ValueError, match="pipeline"):

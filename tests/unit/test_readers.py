@@ -207,6 +207,49 @@ def test_frame_folder_reader_order_content_and_pil_equality(media: dict[str, Pat
     assert decode_ids(reader.read(np.array(request))) == [[1, 10, 11, 12, 2, 3, 4, 5, 6, 7, 8, 9][i] for i in request]
 
 
+@pytest.mark.parametrize("decoder", ["torchvision", "opencv"])
+def test_fast_jpeg_decoders_give_pils_pixels(decoder: str, media: dict[str, Path], tmp_path: Path) -> None:
+    fast = FrameFolderReader(media["jpg"], image_decoder=decoder)
+    assert fast.image_decoder == decoder
+    request = [4, 0, 4, 11, 1, 0]
+    np.testing.assert_array_equal(fast.read(request), FrameFolderReader(media["jpg"]).read(request))
+    # other JPEG layouts, and a PNG named .jpg (decoded by PIL when the decoder refuses it)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    image.convert("L").save(odd / "a_grey.jpg", quality=90)
+    image.save(odd / "b_444.jpg", quality=90, subsampling=0)
+    image.save(odd / "c_420.jpg", quality=90, subsampling=2)
+    image.save(odd / "d_progressive.jpg", quality=90, progressive=True)
+    image.save(odd / "e_png_named_jpg.jpg", format="PNG")
+    image.convert("CMYK").save(odd / "f_cmyk.jpg", quality=90)
+    expected = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in sorted(odd.iterdir())])
+    frames = FrameFolderReader(odd, image_decoder=decoder).read(range(6))
+    np.testing.assert_array_equal(frames[:5], expected[:5])
+    # CMYK -> RGB: torchvision matches PIL exactly, OpenCV's conversion rounds differently by at most one level
+    assert np.abs(frames[5].astype(int) - expected[5]).max() <= (0 if decoder == "torchvision" else 1)
+    (odd / "g_broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ClipReadError, match="g_broken.jpg"):
+        FrameFolderReader(odd, image_decoder=decoder).read([6])
+
+
+def test_image_decoder_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert readers.resolve_image_decoder("auto", "fast") == "torchvision"
+    assert readers.resolve_image_decoder("auto", "official") == "pil"  # the official pipeline's decoder
+    assert readers.resolve_image_decoder("pil", "fast") == "pil"
+    assert readers.resolve_image_decoder("opencv", "official") == "opencv"
+    with pytest.raises(ValueError, match="image decoder must be one of"):
+        readers.resolve_image_decoder("turbo", "fast")
+    monkeypatch.setattr(readers, "_DECODER_MODULES", {"torchvision": None})  # as if torchvision did not import
+    assert readers.resolve_image_decoder("auto", "fast") == "opencv"
+    with pytest.raises(ImportError, match="pip install torchvision"):
+        readers.resolve_image_decoder("torchvision", "fast")
+    monkeypatch.setattr(readers, "_DECODER_MODULES", {"torchvision": None, "opencv": None})
+    assert readers.resolve_image_decoder("auto", "fast") == "pil"
+    with pytest.raises(ImportError, match="pip install opencv-python-headless"):
+        FrameFolderReader(ROOT, image_decoder="opencv")
+
+
 def test_png_folder_is_lossless(media: dict[str, Path]) -> None:
     reader = FrameFolderReader(media["png"], ext="png")
     assert len(reader) == 10

@@ -16,15 +16,18 @@ maedfer objective, so only the model differs; for HiCMAE, whose official forward
 square of every output on both sides). Precisions: ``fp32``; ``bf16`` (both sides under the same bf16
 autocast, fp32 weights); ``bf16-path`` (official under bf16 autocast; maedfer's bf16 inference path, which also
 casts the weights once: :func:`maedfer.compile.optimize_for_inference`); ``bf16-vs-fp32`` (maedfer's bf16 path against
-the official fp32, the only CPU precision the official code offers). ``--compile`` compiles maedfer's bf16 path
-(inductor, frozen weights) for forward cases and the model for training cases. The ratio is official time / maedfer
-time (> 1: maedfer faster), from medians of alternating runs.
+the official fp32, the only CPU precision the official code offers). ``--compile`` adds a third column timed in the
+same alternation: a compiled copy of the maedfer model (for forward cases of the bf16 path inductor with frozen
+weights, :func:`maedfer.compile.optimize_for_inference`; otherwise :func:`maedfer.compile.compile_model`); its first
+warm-up run compiles. The ratio is official time / maedfer time (> 1: maedfer faster), from medians of alternating
+runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib.util
 import json
 import statistics
@@ -163,7 +166,8 @@ def timed_pair(steps: dict[str, Callable[[], object]], device: torch.device, war
 
 
 def make_steps(case: str, system: str, root: Path, device: torch.device, precision: str, compile: bool):
-    """Two closures (official, maedfer) for one case, and a check of their agreement."""
+    """Closures timed side by side: ``official``, ``maedfer`` and, with ``compile``, ``compiled`` (a compiled copy
+    of the maedfer model)."""
     official_precision, ours_precision = {
         "fp32": ("fp32", "fp32"), "bf16": ("bf16", "bf16"), "bf16-path": ("bf16", "bf16"),
         "bf16-vs-fp32": ("fp32", "bf16")}[precision]
@@ -174,10 +178,13 @@ def make_steps(case: str, system: str, root: Path, device: torch.device, precisi
     official, ours = build_pair(root, spec, device)
     batch = 2 if case == "pretrain_step" else 1
     inputs = tuple(t.to(device) for t in example_inputs(ours, batch, generator=torch.Generator().manual_seed(0)))
+    compiled = copy.deepcopy(ours) if compile else None
     if case == "forward" and precision in ("bf16-path", "bf16-vs-fp32"):
-        optimize_for_inference(ours, "bf16", compile=compile)
-    elif compile:
-        compile_model(ours)
+        optimize_for_inference(ours, "bf16")
+        if compiled is not None:
+            optimize_for_inference(compiled, "bf16", compile=True)
+    elif compiled is not None:
+        compile_model(compiled)
     objective = VideoReconstructionObjective(**objective_kwargs) if objective_kwargs else None
 
     def step(model, call, prec: str):
@@ -206,10 +213,13 @@ def make_steps(case: str, system: str, root: Path, device: torch.device, precisi
             return loss.detach()
         return run
 
-    return {
+    steps = {
         "official": step(official, official, official_precision),
         "maedfer": step(ours, ours, ours_precision),
     }
+    if compiled is not None:
+        steps["compiled"] = step(compiled, compiled, ours_precision)
+    return steps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("forward", "train_step", "pretrain_step"))
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16", "bf16-path", "bf16-vs-fp32"],
                         choices=("fp32", "bf16", "bf16-path", "bf16-vs-fp32"))
-    parser.add_argument("--compile", action="store_true", help="torch.compile the maedfer side")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time a torch.compile'd copy of the maedfer model (a third column)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
@@ -234,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(precision != "fp32" for precision in args.precision):
         resolve_precision("bf16", device)  # warns where the CPU has no native bf16 (hours instead of minutes)
     print(f"# {machine}; median of {args.repeats} alternating runs after {args.warmup} warm-up; ratio = official / maedfer")
-    print(f"{'system':<10} {'case':<14} {'precision':<13} {'official s':>10} {'maedfer s':>10} {'ratio':>6}")
+    header = f"{'system':<10} {'case':<14} {'precision':<13} {'official s':>10} {'maedfer s':>10} {'ratio':>6}"
+    if args.compile:
+        header += f" {'compiled s':>10} {'ratio':>6} {'compiled/eager':>14}"
+    print(header)
     rows = []
     for case in args.cases:
         for system in args.systems:
@@ -246,9 +260,15 @@ def main(argv: list[str] | None = None) -> int:
                 official_s, ours_s = (statistics.median(times[k]) for k in ("official", "maedfer"))
                 row = dict(system=system, case=case, precision=precision, compile=args.compile,
                            official_s=official_s, maedfer_s=ours_s, ratio=official_s / ours_s)
+                line = (f"{system:<10} {case:<14} {precision:<13} {official_s:>10.3f} {ours_s:>10.3f} "
+                        f"{row['ratio']:>6.2f}")
+                if "compiled" in times:
+                    compiled_s = statistics.median(times["compiled"])
+                    row.update(compiled_s=compiled_s, compiled_ratio=official_s / compiled_s,
+                               compile_speedup=ours_s / compiled_s)
+                    line += f" {compiled_s:>10.3f} {row['compiled_ratio']:>6.2f} {row['compile_speedup']:>14.2f}"
                 rows.append(row)
-                print(f"{system:<10} {case:<14} {precision:<13} {official_s:>10.3f} {ours_s:>10.3f} "
-                      f"{row['ratio']:>6.2f}", flush=True)
+                print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
     return 0

@@ -43,6 +43,24 @@ def test_forward_has_no_graph_break(name: str) -> None:
     assert explanation.graph_count == 1
 
 
+@pytest.mark.parametrize("name", PRETRAIN + ["hicmae_lgi_pretrain_base", "hicmae_tpsbt_pretrain_base"])
+def test_full_size_attention_rule_does_not_break_the_graph(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # At full size the CPU attention rule compares the visible-token count (unbacked under compile) with a threshold
+    # it can exceed; the tiny models cannot exceed the real one, so lower it until they can.
+    import maedfer.layers.attention as attention
+
+    monkeypatch.setattr(attention, "CPU_MANUAL_MAX_SCORES_FP32", 4)
+    model = _tiny(name)
+    inputs = example_inputs(model, 2, generator=torch.Generator().manual_seed(0))
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(**DYNAMO_CONFIG):
+        explanation = torch._dynamo.explain(model)(*inputs)
+    assert explanation.graph_break_count == 0, [reason.reason.splitlines()[0] for reason in explanation.break_reasons]
+    # eager still applies the rule to the concrete count
+    query = torch.zeros(1, 1, 3, 8)
+    assert attention.choose_sdpa(query, query) and not attention.choose_sdpa(query[:, :, :2], query[:, :, :2])
+
+
 def _compiled_matches_eager(name: str, backend: str, atol: float) -> None:
     eager = _tiny(name).eval()
     compiled = compile_model(_tiny(name).eval(), backend=backend)

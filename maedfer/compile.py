@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DYNAMO_CONFIG", "compile_model", "compile_blocks", "check_size", "is_compiled", "optimize_for_inference"]
+__all__ = ["DYNAMO_CONFIG", "assume_at_least_two", "compile_model", "compile_blocks", "check_size", "is_compiled", "optimize_for_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,17 @@ def compile_blocks(model: nn.Module, **compile_kwargs: Any) -> int:
 def is_compiled(model: nn.Module) -> bool:
     """Whether ``model`` was compiled in place (``nn.Module.compile``) or is a ``torch.compile`` wrapper."""
     return getattr(model, "_compiled_call_impl", None) is not None or hasattr(model, "_orig_mod")
+
+
+def assume_at_least_two(size: Any) -> None:
+    """Under ``torch.compile``, record that a data-dependent size is at least 2; eager: nothing.
+
+    Inductor lowers a matrix product differently when one of its sizes is 1 and asks; for an unbacked size (the
+    visible-token count of a mask) nothing can answer, and compilation fails ("Could not guard on data-dependent
+    expression Eq(u0, 1)"). A compiled model therefore needs at least two such tokens (eager takes one).
+    """
+    if torch.compiler.is_compiling():
+        torch._check(size >= 2)
 
 
 def check_size(condition: Any, message: str) -> bool:

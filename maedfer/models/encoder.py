@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Block, BlockSettings, TubeletEmbed, sinusoid_table_1d
-from ..compile import check_size
+from ..compile import assume_at_least_two, check_size
 from ..masking import visible_first_order
 from .contract import bind_inputs
 
@@ -376,6 +376,7 @@ class TokenEncoder(nn.Module):
         num_visible = int(visible[0].sum())
         check_size(num_visible > 0, "the mask hides every token")
         check_size(num_visible <= num_tokens, "more visible tokens than tokens")  # (for the compiler)
+        assume_at_least_two(num_visible)
         positions = visible_first_order(mask)[:, :num_visible]
         return x.gather(1, positions[..., None].expand(-1, -1, channels)), positions, all_tokens
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..compile import check_size
+from ..compile import assume_at_least_two, check_size
 from ..layers import Block, CrossSelfBlock, Mlp
 from .encoder import EncoderOutput, LayerTokens, TokenEncoder, _check_divisible
 
@@ -190,6 +190,7 @@ class TPSBT(TokenEncoder):
         check_size(length % frames == 0, message)
         check_size(length >= frames, message)
         per_frame = length // frames
+        assume_at_least_two(per_frame)
         if not torch.compiler.is_compiling() and length != self.patch_embed.num_patches:  # data-dependent: eager only
             spatial = positions.reshape(batch, frames, per_frame) % (self.grid_size[1] * self.grid_size[2])
             if bool((spatial != spatial[:, :1]).any()):

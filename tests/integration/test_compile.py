@@ -76,11 +76,11 @@ def _compiled_matches_eager(name: str, backend: str, atol: float) -> None:
             assert e.shape == g.shape
             torch.testing.assert_close(g, e, atol=atol, rtol=1e-4)
     # Eager validation is unchanged: samples with different visible counts are refused.
-    clip, mask = example_inputs(eager, 2, generator=generator)
+    clip, mask, *audio = example_inputs(eager, 2, generator=generator)
     mask[1, ~mask[1]] = True
     mask[1, 0] = False
     with pytest.raises(ValueError, match="same number of visible tokens"):
-        eager(clip, mask)
+        eager(clip, mask, *audio)
 
 
 def test_compiled_pretraining_model_matches_eager() -> None:
@@ -88,9 +88,11 @@ def test_compiled_pretraining_model_matches_eager() -> None:
     _compiled_matches_eager("mae_dfer_pretrain_base", "aot_eager", atol=1e-6)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["mae_dfer_pretrain_base", "svfap_pretrain_base"])
+@pytest.mark.slow  # 1-4 minutes of C++ build each on 2 cores
+@pytest.mark.parametrize("name", PRETRAIN)
 def test_inductor_matches_eager(name: str) -> None:
+    # (a matrix product over the unbacked visible count failed to lower until the encoder told the compiler that
+    # at least two tokens stay visible: "Could not guard on data-dependent expression Eq(u0, 1)")
     _compiled_matches_eager(name, "inductor", atol=1e-4)
 
 

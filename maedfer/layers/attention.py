@@ -15,9 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 
 try:  # torch >= 2.7: decide a size test without guarding on data-dependent sizes
-    from torch.fx.experimental.symbolic_shapes import guard_or_false as _guard_or_false
+    from torch.fx.experimental.symbolic_shapes import guard_or_false as _symbolic_guard_or_false
 except ImportError:  # pragma: no cover - older torch
-    _guard_or_false = bool
+    _symbolic_guard_or_false = bool
+
+
+def _guard_or_false(condition: bool | torch.SymBool | torch.Tensor) -> bool:
+    """A size comparison as a bool: a symbolic one (torch.compile) that depends on the data is ``False``; eager
+    ints and ``torch.jit.trace``'s tensor-valued sizes are evaluated as they are."""
+    if isinstance(condition, torch.Tensor):  # torch.jit.trace (fvcore's counter)
+        return bool(condition)
+    return _symbolic_guard_or_false(condition)
 
 __all__ = ["Attention", "FusedAttention", "fused_attention_enabled", "set_fused_attention", "use_fused_attention"]
 

@@ -11,7 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DYNAMO_CONFIG", "assume_at_least_two", "compile_model", "compile_blocks", "check_size", "is_compiled", "optimize_for_inference"]
+__all__ = [
+    "DYNAMO_CONFIG",
+    "assume_at_least_two",
+    "check_size",
+    "compile_blocks",
+    "compile_model",
+    "is_compiled",
+    "optimize_for_inference",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from maedfer.apps.profiling import device_description
-from maedfer.data.allocator import retain_freed_memory
+from maedfer.data.allocator import loader_worker_init, retain_freed_memory
 from maedfer.data.augment import FinetuneTrainTransform
 from maedfer.data.fast_pipeline import FastFinetuneTrainTransform
 from maedfer.data.pretrain_datasets import MaskSpec, PretrainClipDataset
@@ -261,9 +261,9 @@ class ColumnProcesses:
 
 
 def _scaling_worker_init(worker_id: int) -> None:
-    """A DataLoader worker as maedfer's loaders set it up: one torch thread, freed memory kept."""
+    """A DataLoader worker as maedfer's loaders set it up (:func:`loader_worker_init`), with one torch thread."""
     torch.set_num_threads(1)
-    retain_freed_memory()
+    loader_worker_init(worker_id)
 
 
 def worker_scaling(files: dict[str, Path], workers: list[int], items: int) -> list[tuple[int, float]]:
